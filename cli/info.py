@@ -1,0 +1,44 @@
+"""`daflow-vfx info`: what a plate holds (frames, size, channels, colour guess)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command("info")
+@click.argument("input_path", metavar="INPUT")
+@click.option("--layer", default=None, help="EXR layer to inspect (default: RGB).")
+@click.option("--start-frame", type=int, default=1, show_default=True,
+              help="Plate frame number of a video's first frame.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def command(input_path: str, layer: str | None, start_frame: int, as_json: bool) -> None:
+    """Describe the plate INPUT: frames, size, channels and colour-space guess."""
+    from daflow_vfx.engine import plate_summary
+    from daflow_vfx.frames import format_frame_spec
+
+    summary = plate_summary(input_path, layer=layer, start_frame=start_frame)
+    info = summary.info
+    count = summary.last - summary.first + 1
+    if as_json:
+        click.echo(json.dumps({
+            "path": info.path, "kind": info.kind, "format": info.file_format, "pixel_type": info.pixel_type,
+            "first": summary.first, "last": summary.last, "frames": count, "missing": summary.missing,
+            "width": info.width, "height": info.height, "channels": list(info.channels),
+            "layers": list(info.layers), "colorspace_guess": info.colorspace_guess, "fps": info.fps,
+        }, indent=2))
+        return
+    rows = [
+        ("input", info.path),
+        ("kind", f"{info.kind} ({info.file_format}, {info.pixel_type})"),
+        ("frames", f"{summary.first}-{summary.last} ({count} frame{'s' if count != 1 else ''})"),
+        ("missing", format_frame_spec(summary.missing) if summary.missing else "none"),
+        ("size", f"{info.width}x{info.height}"),
+        ("channels", ", ".join(info.channels)),
+        ("layers", ", ".join(layer_name or "(rgba)" for layer_name in info.layers) or "-"),
+        ("colour", f"{info.colorspace_guess} (what --input-colorspace auto picks)"),
+        ("fps", f"{info.fps:g}" if info.fps else "-"),
+    ]
+    for key, value in rows:
+        click.echo(f"{key + ':':<10}{value}")

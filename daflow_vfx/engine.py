@@ -1,0 +1,759 @@
+"""Run a flow estimator over a plate: windows, padding, tiling, devices, threads, and the render job.
+
+Windows are anchored to absolute frame numbers. With a window of F frames (step S = F - 1 pairs),
+the pair (n, n+1) belongs to the window that starts at ``a = n - (n mod S)`` and holds frames
+``a .. a+S``, cut only where the plate itself starts or ends. A render-farm chunk therefore computes
+exactly the windows an unchunked render would, reading the neighbour frames just outside its range,
+and chunked output equals unchunked output.
+
+Nothing heavy is imported at module level: torch only when a device has to be resolved, the I/O
+modules only when a job touches files.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from daflow_vfx.errors import (
+    DeviceError,
+    FrameSizeError,
+    MissingFramesError,
+    OutputError,
+    SequenceTooShortError,
+    UsageError,
+)
+from daflow_vfx.estimators import (
+    DEFAULT_MODEL,
+    FlowEstimator,
+    WindowFlows,
+    load_estimator,
+    model_is_cpu_only,
+    model_window,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DTYPES",
+    "FlowEngine",
+    "FlowJob",
+    "FlowReport",
+    "FrameFlows",
+    "PlateSummary",
+    "RenderJob",
+    "RenderReport",
+    "estimate_flow",
+    "flow_pair",
+    "plate_summary",
+    "render",
+    "device_for_model",
+    "resolve_device",
+    "window_anchor",
+]
+
+DTYPES = ("float32", "float16", "bfloat16")
+
+Progress = Callable[[int, int], None]
+
+
+# --------------------------------------------------------------------------------------------------
+# devices and dtypes
+
+
+def _cuda_device_count() -> int:
+    try:
+        import torch
+    except ImportError:  # classical estimators run without torch
+        return 0
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def resolve_device(device: str | None) -> str:
+    """``auto`` -> ``cuda`` when a GPU is present else ``cpu``; validates ``cpu``, ``cuda``, ``cuda:N``."""
+    name = (device or "auto").strip().lower()
+    if name == "auto":
+        return "cuda" if _cuda_device_count() > 0 else "cpu"
+    if name == "cpu":
+        return "cpu"
+    match = re.fullmatch(r"cuda(?::(\d+))?", name)
+    if match is None:
+        raise DeviceError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+    count = _cuda_device_count()
+    if count == 0:
+        raise DeviceError(f"device {device!r} asked for, but no CUDA GPU is available here; "
+                          "use --device cpu (or auto), or install a CUDA build of torch")
+    index = int(match.group(1) or 0)
+    if index >= count:
+        raise DeviceError(f"device {device!r} does not exist: {count} CUDA device(s) here, "
+                          f"cuda:0 to cuda:{count - 1}")
+    return name
+
+
+def device_for_model(model: str, device: str | None) -> str:
+    """:func:`resolve_device`, except that ``auto`` is ``cpu`` for CPU-only (classical) models: they
+    never use a GPU, and asking torch whether one exists costs seconds of import time."""
+    if (device or "auto").strip().lower() == "auto" and model_is_cpu_only(model):
+        return "cpu"
+    return resolve_device(device)
+
+
+def check_dtype(dtype: str) -> str:
+    if dtype not in DTYPES:
+        raise UsageError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    return dtype
+
+
+# --------------------------------------------------------------------------------------------------
+# windows
+
+
+def window_anchor(n: int, window: int) -> int:
+    """First frame of the window that owns the pair (n, n+1); independent of any chunk."""
+    step = max(window - 1, 1)
+    return n - (n % step)  # Python's % floors, so negative frame numbers anchor the same way
+
+
+def plan_windows(frames: Iterable[int], *, first: int, last: int, window: int) -> list[list[int]]:
+    """The windows (lists of consecutive frame numbers) needed for the forward and backward flow of
+    ``frames`` on a plate spanning ``first .. last``, in ascending order."""
+    step = max(window - 1, 1)
+    pairs: set[int] = set()  # pair n means (n, n+1)
+    for f in frames:
+        if f < last:
+            pairs.add(f)
+        if f > first:
+            pairs.add(f - 1)
+    anchors = sorted({window_anchor(p, window) for p in pairs})
+    return [list(range(max(a, first), min(a + step, last) + 1)) for a in anchors]
+
+
+@dataclass
+class FrameFlows:
+    """The flows of one plate frame, ``.flo`` convention (pixels, +x right, +y down)."""
+
+    frame: int
+    forward: np.ndarray | None  # [H, W, 2] frame -> frame+1; None on the plate's last frame
+    backward: np.ndarray | None  # [H, W, 2] frame -> frame-1; None on the plate's first frame
+    confidence_forward: np.ndarray | None = None  # [H, W] in [0, 1]
+    confidence_backward: np.ndarray | None = None  # [H, W] in [0, 1]
+
+    @property
+    def source_frames(self) -> tuple[int | None, int, int | None]:
+        """(previous, this, next) plate frames the flows came from; None where there is no neighbour."""
+        return (
+            self.frame - 1 if self.backward is not None else None,
+            self.frame,
+            self.frame + 1 if self.forward is not None else None,
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# padding and tiling
+
+
+def _pad_to_stride(frames: np.ndarray, stride: int) -> np.ndarray:
+    """Replicate-pad ``[F, H, W, C]`` on the bottom and right so H and W are multiples of ``stride``."""
+    h, w = frames.shape[1:3]
+    ph, pw = (-h) % stride, (-w) % stride
+    if ph == 0 and pw == 0:
+        return frames
+    return np.pad(frames, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
+
+
+def _tile_spans(size: int, tile: int) -> list[tuple[int, int]]:
+    """Split ``0 .. size`` into near-equal core spans of at most ``tile`` pixels."""
+    count = max(1, math.ceil(size / tile))
+    edges = [round(i * size / count) for i in range(count + 1)]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def _ramp(length: int, before: int, after: int) -> np.ndarray:
+    """1-D feather weights ``[length]``: 1 over the core, falling linearly across the overlap margins.
+
+    The margin pixels nearest the tile edge get the least weight because the estimator sees the
+    least context there; every pixel lies in some tile's core, so the weights never sum to zero.
+    """
+    weights = np.ones(length, dtype=np.float32)
+    if before:
+        weights[:before] = (np.arange(before, dtype=np.float32) + 0.5) / (before + 0.5)
+    if after:
+        weights[length - after:] = ((np.arange(after, dtype=np.float32) + 0.5) / (after + 0.5))[::-1]
+    return weights
+
+
+# --------------------------------------------------------------------------------------------------
+# the engine
+
+
+class FlowEngine:
+    """Runs an estimator over windows of frames with padding, tiling and threaded plate reading.
+
+    ``estimator`` is a :class:`FlowEstimator` or a registered model name (loaded for ``device`` and
+    ``dtype``). ``tile`` (pixels) splits large frames into tiles of at most that size, each seen with
+    ``tile_pad`` pixels of overlap on every side and blended back with feathered weights.
+    """
+
+    def __init__(
+        self,
+        estimator: FlowEstimator | str = DEFAULT_MODEL,
+        *,
+        device: str = "cpu",
+        dtype: str = "float32",
+        tile: int | None = None,
+        tile_pad: int = 32,
+        prefetch: int = 4,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.dtype = check_dtype(dtype)
+        if tile is not None and int(tile) < 1:
+            raise UsageError(f"--tile must be a positive number of pixels, got {tile}")
+        if int(tile_pad) < 0:
+            raise UsageError(f"--tile-pad must be zero or more pixels, got {tile_pad}")
+        if isinstance(estimator, str):
+            estimator = load_estimator(estimator, device=self.device, dtype=self.dtype)
+        self.estimator = estimator
+        self.tile = None if tile is None else int(tile)
+        self.tile_pad = int(tile_pad)
+        self.prefetch = max(1, int(prefetch))
+
+    # -- one window -------------------------------------------------------------------------------
+
+    def estimate_window(self, frames: np.ndarray) -> WindowFlows:
+        """Flows between neighbours of ``frames`` ``[F, H, W, 3]`` (display [0, 1]) at any size."""
+        frames = np.ascontiguousarray(frames, dtype=np.float32)  # [F, H, W, 3]
+        if frames.ndim != 4 or frames.shape[-1] != 3 or not 2 <= frames.shape[0] <= self.estimator.window:
+            raise UsageError(f"{self.estimator.name}: a window takes 2 to {self.estimator.window} RGB frames "
+                             f"[F, H, W, 3], got shape {tuple(frames.shape)}")
+        h, w = frames.shape[1:3]
+        if self.tile is not None and (h > self.tile or w > self.tile):
+            return self._estimate_tiled(frames)
+        return self._estimate_padded(frames)
+
+    def _estimate_padded(self, frames: np.ndarray) -> WindowFlows:
+        h, w = frames.shape[1:3]
+        result = self.estimator.estimate(_pad_to_stride(frames, self.estimator.stride))
+
+        def crop(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else np.ascontiguousarray(a[:, :h, :w], dtype=np.float32)
+
+        return WindowFlows(
+            forward=crop(result.forward),  # [F-1, H, W, 2]
+            backward=crop(result.backward),  # [F-1, H, W, 2]
+            confidence_forward=crop(result.confidence_forward),  # [F-1, H, W]
+            confidence_backward=crop(result.confidence_backward),
+        )
+
+    def _estimate_tiled(self, frames: np.ndarray) -> WindowFlows:
+        pairs, h, w = frames.shape[0] - 1, frames.shape[1], frames.shape[2]
+        pad = self.tile_pad
+        acc: dict[str, np.ndarray] = {}
+        weight_sum = np.zeros((h, w), dtype=np.float32)  # [H, W]
+        for y0, y1 in _tile_spans(h, self.tile):
+            for x0, x1 in _tile_spans(w, self.tile):
+                ey0, ey1, ex0, ex1 = max(0, y0 - pad), min(h, y1 + pad), max(0, x0 - pad), min(w, x1 + pad)
+                part = self._estimate_padded(frames[:, ey0:ey1, ex0:ex1])
+                weight = np.outer(_ramp(ey1 - ey0, y0 - ey0, ey1 - y1), _ramp(ex1 - ex0, x0 - ex0, ex1 - x1))
+                weight_sum[ey0:ey1, ex0:ex1] += weight
+                for key in ("forward", "backward", "confidence_forward", "confidence_backward"):
+                    value = getattr(part, key)
+                    if value is None:
+                        continue
+                    if key not in acc:
+                        acc[key] = np.zeros((pairs, h, w, *value.shape[3:]), dtype=np.float32)
+                    wgt = weight if value.ndim == 3 else weight[..., None]
+                    acc[key][:, ey0:ey1, ex0:ex1] += value * wgt
+        for value in acc.values():
+            value /= weight_sum if value.ndim == 3 else weight_sum[..., None]
+        return WindowFlows(
+            forward=acc["forward"],
+            backward=acc["backward"],
+            confidence_forward=acc.get("confidence_forward"),
+            confidence_backward=acc.get("confidence_backward"),
+        )
+
+    def estimate_pair(self, frame1: np.ndarray, frame2: np.ndarray) -> np.ndarray:
+        """Forward flow ``[H, W, 2]`` from ``frame1`` to ``frame2`` (each ``[H, W, 3]`` display [0, 1])."""
+        return self.estimate_window(np.stack([frame1, frame2]).astype(np.float32, copy=False)).forward[0]
+
+    # -- a sequence -------------------------------------------------------------------------------
+
+    def flows(
+        self,
+        read: Callable[[int], np.ndarray],
+        frames: Iterable[int],
+        *,
+        first: int,
+        last: int,
+    ) -> Iterator[FrameFlows]:
+        """Yield :class:`FrameFlows` for ``frames`` (ascending) of a plate spanning ``first .. last``.
+
+        ``read(frame)`` returns the display-referred ``[H, W, 3]`` frame; it runs on a bounded
+        prefetch thread whose errors are re-raised here. Frames just outside ``frames`` are read
+        when a window needs them.
+        """
+        from daflow_vfx.io.threads import PrefetchReader
+
+        wanted = sorted(set(frames))
+        if last <= first:
+            raise SequenceTooShortError(f"the plate has one frame ({first}); flow needs at least two frames")
+        outside = [f for f in wanted if not first <= f <= last]
+        if outside:
+            raise MissingFramesError(f"frames {outside[:5]} are outside the plate's range {first}-{last}; "
+                                     "fix the frame list", missing=outside)
+        if not wanted:
+            return
+        windows = plan_windows(wanted, first=first, last=last, window=self.estimator.window)
+        needed_pairs = {p for f in wanted for p in (f, f - 1) if first <= p < last}
+        read_order = sorted({f for win in windows for f in win})
+
+        forward: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}  # n -> flow n -> n+1
+        backward: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}  # n -> flow n+1 -> n
+        cache: dict[int, np.ndarray] = {}
+        next_out = 0
+        with PrefetchReader(read, read_order, depth=self.prefetch) as reader:
+            stream = iter(reader)
+            for win in windows:
+                while any(f not in cache for f in win):
+                    frame, image = next(stream)
+                    cache[frame] = image
+                stack = [cache[f] for f in win]
+                for f, image in zip(win[1:], stack[1:], strict=True):
+                    if image.shape != stack[0].shape:
+                        raise FrameSizeError(f"frame {f} is {image.shape[1]}x{image.shape[0]} but frame "
+                                             f"{win[0]} is {stack[0].shape[1]}x{stack[0].shape[0]}; "
+                                             "every frame of a plate must have the same size")
+                result = self.estimate_window(np.stack(stack))
+                for i, n in enumerate(win[:-1]):
+                    if n not in needed_pairs:
+                        continue
+                    forward[n] = (result.forward[i], _index(result.confidence_forward, i))
+                    backward[n] = (result.backward[i], _index(result.confidence_backward, i))
+                for f in [f for f in cache if f < win[-1]]:
+                    del cache[f]  # later windows start at win[-1] or after
+                while next_out < len(wanted):
+                    f = wanted[next_out]
+                    if (f < last and f not in forward) or (f > first and f - 1 not in backward):
+                        break  # a later window completes this frame
+                    fwd = forward.pop(f, None) if f < last else None
+                    bwd = backward.pop(f - 1, None) if f > first else None
+                    yield FrameFlows(
+                        frame=f,
+                        forward=None if fwd is None else fwd[0],
+                        backward=None if bwd is None else bwd[0],
+                        confidence_forward=None if fwd is None else fwd[1],
+                        confidence_backward=None if bwd is None else bwd[1],
+                    )
+                    next_out += 1
+
+
+def _index(array: np.ndarray | None, i: int) -> np.ndarray | None:
+    return None if array is None else array[i]
+
+
+# --------------------------------------------------------------------------------------------------
+# one pair, from Python
+
+
+
+
+def _as_display_frame(image: np.ndarray, name: str) -> np.ndarray:
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[-1] != 3:
+        raise UsageError(f"{name} must be an RGB array [H, W, 3], got shape {array.shape}")
+    if np.issubdtype(array.dtype, np.integer):
+        # integer pixels: scale by the type's own range so uint8 and uint16 both land in [0, 1]
+        return array.astype(np.float32) / np.float32(np.iinfo(array.dtype).max)
+    return array.astype(np.float32, copy=False)
+
+
+def estimate_flow(
+    frame1: np.ndarray,
+    frame2: np.ndarray,
+    *,
+    model: str = DEFAULT_MODEL,
+    device: str | None = None,
+) -> np.ndarray:
+    """Optical flow from ``frame1`` to ``frame2``.
+
+    Frames are float32 RGB ``[H, W, 3]``, display-referred, in [0, 1]. Returns float32 ``[H, W, 2]`` in
+    pixels, +x right and +y down (``.flo`` convention): pixel (x, y) of ``frame1`` is at
+    ``(x + u, y + v)`` in ``frame2``. ``device`` None means ``auto`` (CUDA when present). The model is
+    loaded on every call; to run many pairs, build one :class:`FlowEngine` and call ``estimate_pair``.
+    """
+    a = _as_display_frame(frame1, "frame1")
+    b = _as_display_frame(frame2, "frame2")
+    if a.shape != b.shape:
+        raise UsageError(f"frame1 is {a.shape[1]}x{a.shape[0]} but frame2 is {b.shape[1]}x{b.shape[0]}; "
+                         "pass two frames of the same size")
+    resolved = device_for_model(model, device)
+    # No module-level cache of loaded models (no global state): for many pairs, keep a FlowEngine.
+    return FlowEngine(model, device=resolved).estimate_pair(a, b)
+
+
+# --------------------------------------------------------------------------------------------------
+# jobs: what the CLI commands run
+
+
+@dataclass(frozen=True, kw_only=True)
+class RenderJob:
+    """Everything `daflow-vfx render` needs; the CLI fills it from options and presets."""
+
+    input: str
+    output: str  # pattern with a frame token, e.g. vectors/sh010.####.exr
+    frames: str | None = None  # Deadline frame spec; None = the whole plate
+    layout: str = "nuke"
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    dtype: str = "float32"
+    input_colorspace: str = "auto"
+    layer: str | None = None
+    start_frame: int = 1
+    compression: str = "zip"
+    half: bool = True  # False = float32 channels (--float)
+    skip_existing: bool = False
+    allow_gaps: bool = False
+    tile: int | None = None
+    tile_pad: int = 32
+    weights: str | None = None
+    iters: int | None = None
+
+
+@dataclass(kw_only=True)
+class RenderReport:
+    output: str
+    frames: list[int]  # frames asked for
+    written: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)  # complete outputs left alone (--skip-existing)
+    bad_pixels: int = 0  # NaN/Inf/negative pixels sanitised in the frames read
+    estimator: str = ""
+    estimator_version: str = ""
+    device: str = ""
+    colorspace: str = ""
+    seconds: float = 0.0
+
+
+def _output_pattern(output: str):
+    from daflow_vfx.frames import SequencePattern
+
+    pattern = SequencePattern.parse(output)
+    if pattern is None:
+        raise UsageError(f"output {output!r} has no frame token; use a pattern such as vectors/shot.####.exr")
+    if not pattern.suffix.lower().endswith(".exr"):
+        raise UsageError(f"output {output!r} must end in .exr; motion vectors are written as OpenEXR")
+    return pattern
+
+
+def prepare_output_folder(folder: str | os.PathLike) -> None:
+    """Create ``folder`` if needed and prove a file can be created there (OutputError if not).
+
+    A real probe file rather than ``os.access``: root ignores permission bits, and network file
+    systems answer ``access`` unreliably.
+    """
+    path = Path(folder or ".")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create the output folder ({exc.strerror or exc}); "
+                          "choose a writable location") from None
+    if not path.is_dir():
+        raise OutputError(f"{path}: exists but is not a folder; choose another output location")
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".daflow-write-test-", dir=path)
+    except OSError as exc:
+        raise OutputError(f"{path}: output folder is not writable ({exc.strerror or exc}); "
+                          "fix its permissions or choose another output") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _check_sequence_headers(path: str, info, frames: list[int], *, window: int) -> None:
+    """Read the header of every sequence file the job will touch, before any output is written.
+
+    A size change or an unreadable header mid-sequence would otherwise surface only when that frame
+    is reached, after earlier outputs were written. Headers cost a few hundred bytes each; pixels
+    that are truncated behind a valid header are still caught, later, by the reader.
+    """
+    if info.kind != "sequence" or len(info.frames) < 2:
+        return
+    from daflow_vfx.frames import SequencePattern
+    from daflow_vfx.io.sequence import read_image_header
+
+    pattern = SequencePattern.parse(path)
+    if pattern is None:
+        return
+    first, last = min(info.frames), max(info.frames)
+    held = set(info.missing)
+    needed = sorted({f for win in plan_windows(frames, first=first, last=last, window=window) for f in win})
+    for frame in needed:
+        if frame in held:
+            continue
+        header = read_image_header(pattern.path(frame))
+        if (header.width, header.height) != (info.width, info.height):
+            raise FrameSizeError(f"{pattern.path(frame)}: frame {frame} is {header.width}x{header.height} "
+                                 f"but frame {first} is {info.width}x{info.height}; reformat the plate to "
+                                 "one size")
+
+
+def _check_choice(value: str, choices: Iterable[str], what: str) -> str:
+    choices = tuple(choices)
+    if value not in choices:
+        raise UsageError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}")
+    return value
+
+
+class _ProgressCounter:
+    """Thread-safe done/total counter: the writer thread and the main thread both tick it."""
+
+    def __init__(self, total: int, callback: Progress | None) -> None:
+        self.total, self.done, self.callback = total, 0, callback
+        self._lock = threading.Lock()
+
+    def tick(self, count: int = 1) -> None:
+        with self._lock:
+            self.done += count
+            if self.callback is not None:
+                self.callback(self.done, self.total)
+
+
+def _close_quietly(writer) -> None:
+    """Close the writer after the main loop failed: its own error must not hide the first one."""
+    try:
+        writer.close()
+    except Exception as exc:  # the caller re-raises the original error
+        log.debug("writer error after an earlier failure: %s", exc)
+
+
+def render(job: RenderJob, *, progress: Progress | None = None) -> RenderReport:
+    """Render motion-vector EXRs for ``job``: the whole of `daflow-vfx render`.
+
+    Order matters for farm use: everything that can be refused (options, plate, frame list, output
+    folder) is checked before the estimator loads and before any frame is computed.
+    """
+    from daflow_vfx.color import COLORSPACES, resolve_colorspace, sanitize, to_display
+    from daflow_vfx.frames import format_frame_spec, parse_frame_spec
+    from daflow_vfx.io import open_plate
+    from daflow_vfx.io.exr import LAYOUTS, LOSSLESS_COMPRESSIONS, is_complete_exr, write_motion_exr
+    from daflow_vfx.io.threads import BackgroundWriter
+
+    started = time.perf_counter()
+    _check_choice(job.layout, LAYOUTS, "layout")
+    _check_choice(job.compression, LOSSLESS_COMPRESSIONS, "compression")
+    _check_choice(job.input_colorspace, COLORSPACES, "input colour space")
+    check_dtype(job.dtype)
+    pattern = _output_pattern(job.output)
+    requested = parse_frame_spec(job.frames) if job.frames else None
+
+    opened = open_plate(job.input, layer=job.layer, start_frame=job.start_frame, allow_gaps=job.allow_gaps)
+    with opened as plate:
+        info = plate.info
+        first, last = min(info.frames), max(info.frames)
+        if first == last:
+            raise SequenceTooShortError(f"{job.input}: the plate has one frame ({first}); flow needs at "
+                                        "least two frames")
+        wanted = requested if requested is not None else list(range(first, last + 1))
+        outside = [f for f in wanted if not first <= f <= last]
+        if outside:
+            raise MissingFramesError(f"{job.input}: frames {format_frame_spec(outside)} are outside the "
+                                     f"plate's range {first}-{last}; fix --frames", missing=outside)
+        colorspace = resolve_colorspace(job.input_colorspace, info)
+        outputs = {f: pattern.path(f) for f in wanted}
+        _check_sequence_headers(job.input, info, wanted, window=model_window(job.model))
+        for folder in sorted({os.path.dirname(p) for p in outputs.values()}):
+            prepare_output_folder(folder)
+        # after the file checks: "auto" may import torch, which a bad task should not wait for
+        device = device_for_model(job.model, job.device)
+
+        report = RenderReport(output=job.output, frames=list(wanted), device=device, colorspace=colorspace)
+        if job.skip_existing:
+            report.skipped = [f for f in wanted if is_complete_exr(outputs[f])]
+            if report.skipped:
+                log.info("skipping %d complete output(s): %s", len(report.skipped),
+                         format_frame_spec(report.skipped))
+        skipped = set(report.skipped)
+        todo = [f for f in wanted if f not in skipped]
+        counter = _ProgressCounter(len(wanted), progress)
+        counter.tick(len(skipped))
+        if not todo:
+            report.seconds = time.perf_counter() - started
+            return report
+
+        estimator = load_estimator(job.model, device=device, dtype=job.dtype, weights=job.weights,
+                                   iters=job.iters)
+        engine = FlowEngine(estimator, device=device, dtype=job.dtype, tile=job.tile, tile_pad=job.tile_pad)
+        report.estimator, report.estimator_version = estimator.name, estimator.version
+        bad_pixels = 0  # only the prefetch thread writes it
+
+        def read_display(frame: int) -> np.ndarray:
+            nonlocal bad_pixels
+            clean = sanitize(plate.read(frame))
+            if clean.bad_pixels:
+                log.info("frame %d: sanitised %d NaN/Inf/negative pixel(s)", frame, clean.bad_pixels)
+                bad_pixels += clean.bad_pixels
+            return to_display(clean.image, colorspace)  # [H, W, 3] display [0, 1]
+
+        base_meta: dict[str, str | int | float] = {
+            "estimator": estimator.name,
+            "estimatorVersion": estimator.version,
+            "sourcePlate": os.path.abspath(job.input),  # patterns too: farm logs need the full path
+            "inputColorspace": colorspace,
+        }
+        if estimator.weights_sha256:
+            base_meta["weightsSha256"] = estimator.weights_sha256
+
+        def write(flows: FrameFlows) -> None:
+            prev, cur, nxt = flows.source_frames
+            meta = dict(base_meta)
+            meta["frame"] = cur
+            meta["sourceFrames"] = ",".join("none" if f is None else str(f) for f in (prev, cur, nxt))
+            write_motion_exr(
+                outputs[cur],
+                forward=flows.forward,
+                backward=flows.backward,
+                layout=job.layout,
+                confidence=flows.confidence_forward,
+                half=job.half,
+                compression=job.compression,
+                metadata=meta,
+            )
+            report.written.append(cur)
+            counter.tick()
+
+        writer = BackgroundWriter(depth=4)
+        try:
+            for flows in engine.flows(read_display, todo, first=first, last=last):
+                writer.submit(functools.partial(write, flows))
+        except BaseException:
+            _close_quietly(writer)
+            raise
+        writer.close()
+        report.bad_pixels = bad_pixels
+
+    if report.bad_pixels:
+        log.warning("%s: sanitised %d NaN/Inf/negative pixel(s) in the frames read", job.input,
+                    report.bad_pixels)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlowJob:
+    """`daflow-vfx flow IMG1 IMG2 -o OUT.flo|OUT.exr`."""
+
+    image1: str
+    image2: str
+    output: str
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    dtype: str = "float32"
+    input_colorspace: str = "auto"
+    layer: str | None = None
+    layout: str = "nuke"
+    half: bool = True
+    compression: str = "zip"
+    tile: int | None = None
+    tile_pad: int = 32
+
+
+@dataclass(kw_only=True)
+class FlowReport:
+    output: str
+    width: int
+    height: int
+    estimator: str
+    estimator_version: str
+    mean_magnitude: float  # mean forward flow length in pixels, a quick sanity number
+
+
+def _read_single(path: str, *, layer: str | None, colorspace: str) -> tuple[np.ndarray, str, int]:
+    from daflow_vfx.color import resolve_colorspace, sanitize, to_display
+    from daflow_vfx.io import open_plate
+
+    with open_plate(path, layer=layer, allow_gaps=True) as plate:
+        space = resolve_colorspace(colorspace, plate.info)
+        clean = sanitize(plate.read(plate.info.frames[0]))
+    return to_display(clean.image, space), space, clean.bad_pixels
+
+
+def flow_pair(job: FlowJob) -> FlowReport:
+    """Flow between two images, written as Middlebury ``.flo`` (forward) or a motion EXR (both ways)."""
+    from daflow_vfx.color import COLORSPACES
+
+    ext = os.path.splitext(job.output)[1].lower()
+    if ext not in (".flo", ".exr"):
+        raise UsageError(f"output {job.output!r} must end in .flo or .exr")
+    _check_choice(job.input_colorspace, COLORSPACES, "input colour space")
+    check_dtype(job.dtype)
+    device = device_for_model(job.model, job.device)
+    first, _, bad1 = _read_single(job.image1, layer=job.layer, colorspace=job.input_colorspace)
+    second, _, bad2 = _read_single(job.image2, layer=job.layer, colorspace=job.input_colorspace)
+    if first.shape != second.shape:
+        raise FrameSizeError(f"{job.image2} is {second.shape[1]}x{second.shape[0]} but {job.image1} is "
+                             f"{first.shape[1]}x{first.shape[0]}; both images must have the same size")
+    if bad1 or bad2:
+        log.warning("sanitised %d NaN/Inf/negative pixel(s) in the inputs", bad1 + bad2)
+    prepare_output_folder(os.path.dirname(job.output))
+    engine = FlowEngine(job.model, device=device, dtype=job.dtype, tile=job.tile, tile_pad=job.tile_pad)
+    result = engine.estimate_window(np.stack([first, second]))
+    forward, backward = result.forward[0], result.backward[0]  # [H, W, 2] each
+    estimator = engine.estimator
+    if ext == ".flo":
+        from daflow_vfx.io.flo import write_flo
+
+        write_flo(job.output, forward)
+    else:
+        from daflow_vfx.io.exr import write_motion_exr
+
+        meta: dict[str, str | int | float] = {
+            "estimator": estimator.name,
+            "estimatorVersion": estimator.version,
+            "sourceFrames": f"{job.image1},{job.image2}",
+        }
+        if estimator.weights_sha256:
+            meta["weightsSha256"] = estimator.weights_sha256
+        write_motion_exr(job.output, forward=forward, backward=backward, layout=job.layout,
+                         confidence=_index(result.confidence_forward, 0), half=job.half,
+                         compression=job.compression, metadata=meta)
+    return FlowReport(
+        output=job.output,
+        width=forward.shape[1],
+        height=forward.shape[0],
+        estimator=estimator.name,
+        estimator_version=estimator.version,
+        mean_magnitude=float(np.linalg.norm(forward, axis=-1).mean()),
+    )
+
+
+@dataclass(kw_only=True)
+class PlateSummary:
+    """What `daflow-vfx info` shows."""
+
+    info: object  # daflow_vfx.io.PlateInfo
+    first: int
+    last: int
+    missing: list[int]  # frames absent from disk between first and last
+
+
+def plate_summary(path: str, *, layer: str | None = None, start_frame: int = 1) -> PlateSummary:
+    """Open a plate without failing on gaps, so `info` can name the missing frames."""
+    from daflow_vfx.io import open_plate
+
+    with open_plate(path, layer=layer, start_frame=start_frame, allow_gaps=True) as plate:
+        info = plate.info
+    first, last = min(info.frames), max(info.frames)
+    # with allow_gaps the reader lists the full range and names the held frames in info.missing
+    present = set(info.frames) - set(info.missing)
+    missing = [f for f in range(first, last + 1) if f not in present]
+    return PlateSummary(info=info, first=first, last=last, missing=missing)

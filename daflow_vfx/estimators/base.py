@@ -1,0 +1,52 @@
+"""The contract every flow estimator keeps with the engine.
+
+An estimator sees one window of frames at a time and returns the forward and backward flow
+between neighbours in that window. Padding to the estimator's stride, tiling, colour
+conversion and file I/O all happen in the engine, so an estimator only does maths.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class WindowFlows:
+    """Flows for one window of F frames, in pixels, +x right, +y down (``.flo`` convention)."""
+
+    forward: np.ndarray  # [F-1, H, W, 2]: frame i -> i+1
+    backward: np.ndarray  # [F-1, H, W, 2]: frame i+1 -> i
+    confidence_forward: np.ndarray | None = None  # [F-1, H, W] in [0, 1]
+    confidence_backward: np.ndarray | None = None  # [F-1, H, W] in [0, 1]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One line of ``daflow-vfx models``."""
+
+    name: str
+    description: str
+    params: int | None
+    weights_present: bool
+
+
+class FlowEstimator(abc.ABC):
+    """Window of frames in, flows (and optionally confidence) out.
+
+    Subclasses set the class attributes and implement :meth:`estimate`. ``frames`` are
+    float32 RGB, display-referred, in [0, 1], with H and W multiples of :attr:`stride`.
+    """
+
+    name: str = ""
+    version: str = ""
+    window: int = 2  # frames per window; 2 for pairwise methods
+    stride: int = 1  # the engine pads H and W to a multiple of this
+    weights_sha256: str | None = None
+    provides_confidence: bool = False
+
+    @abc.abstractmethod
+    def estimate(self, frames: np.ndarray) -> WindowFlows:
+        """Flows between neighbours of ``frames`` ([F, H, W, 3], 2 <= F <= window)."""

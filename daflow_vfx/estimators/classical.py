@@ -1,0 +1,155 @@
+"""Classical OpenCV flow estimators: ``dis`` (the CPU baseline), ``farneback`` and ``deepflow``.
+
+All three are pairwise (window 2, stride 1) and work on 8-bit grayscale, so each pair is solved
+twice: once for the forward flow and once, with the frames swapped, for the backward flow.
+OpenCV's flow is already in the ``.flo`` convention (pixels, +x right, +y down, from the first
+image to the second).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from daflow_vfx.errors import ModelError
+from daflow_vfx.estimators.base import FlowEstimator, WindowFlows
+
+log = logging.getLogger(__name__)
+
+# OpenCV's flow methods take 8-bit images. Display-referred [0, 1] maps onto the full uint8 range;
+# the constant comes from the pixel type rather than a literal so the scale follows the type.
+_U8_MAX = float(np.iinfo(np.uint8).max)
+
+
+def to_gray_u8(rgb: np.ndarray) -> np.ndarray:
+    """Display-referred float RGB ``[H, W, 3]`` in [0, 1] -> uint8 luma ``[H, W]`` (rounded, clipped)."""
+    rgb = np.asarray(rgb, dtype=np.float32)
+    # Rec.601 luma weights, as cv2.COLOR_RGB2GRAY uses: what the OpenCV methods were tuned on
+    gray = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114  # [H, W]
+    return np.clip(gray * _U8_MAX + 0.5, 0.0, _U8_MAX).astype(np.uint8)
+
+
+class OpenCVPairwiseEstimator(FlowEstimator):
+    """Shared plumbing: validate the window, convert to gray, solve each neighbour pair both ways."""
+
+    window = 2
+    stride = 1
+    weights_sha256 = None
+    provides_confidence = False
+
+    def __init__(self, *, device: str = "cpu", dtype: str = "float32") -> None:
+        import cv2
+
+        self.version = f"opencv-{cv2.__version__}"
+        if device != "cpu":
+            # OpenCV's CPU implementation ignores torch devices; say so rather than pretend
+            log.info("%s runs on the CPU; device %s is not used by it", self.name, device)
+        self.device = device
+        self.dtype = dtype
+
+    def _solve(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """uint8 ``[H, W]`` x2 -> flow ``[H, W, 2]`` float32 from ``first`` to ``second``."""
+        raise NotImplementedError
+
+    def estimate(self, frames: np.ndarray) -> WindowFlows:
+        frames = np.asarray(frames)  # [F, H, W, 3]
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 2:
+            raise ModelError(f"{self.name}: expected frames [F>=2, H, W, 3], got shape {frames.shape}")
+        gray = [to_gray_u8(f) for f in frames]
+        forward = [self._solve(gray[i], gray[i + 1]) for i in range(len(gray) - 1)]
+        backward = [self._solve(gray[i + 1], gray[i]) for i in range(len(gray) - 1)]
+        return WindowFlows(
+            forward=np.stack(forward).astype(np.float32, copy=False),  # [F-1, H, W, 2]
+            backward=np.stack(backward).astype(np.float32, copy=False),  # [F-1, H, W, 2]
+        )
+
+
+class DISEstimator(OpenCVPairwiseEstimator):
+    """OpenCV Dense Inverse Search, medium preset by default."""
+
+    name = "dis"
+    PRESETS = ("ultrafast", "fast", "medium")
+
+    def __init__(self, *, device: str = "cpu", dtype: str = "float32", preset: str = "medium") -> None:
+        super().__init__(device=device, dtype=dtype)
+        import cv2
+
+        presets = {
+            "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+            "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+            "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+        }
+        if preset not in presets:
+            raise ModelError(f"dis: unknown preset {preset!r}; choose one of {', '.join(self.PRESETS)}")
+        self.preset = preset
+        self._dis = cv2.DISOpticalFlow_create(presets[preset])
+
+    def _solve(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        # DIS refuses images smaller than its patch; replicate-pad tiny frames and crop back
+        h, w = first.shape
+        min_side = 2 * self._dis.getPatchSize()
+        ph, pw = max(0, min_side - h), max(0, min_side - w)
+        if ph or pw:
+            first = np.pad(first, ((0, ph), (0, pw)), mode="edge")
+            second = np.pad(second, ((0, ph), (0, pw)), mode="edge")
+        flow = self._dis.calc(first, second, None)  # [H, W, 2]
+        return flow[:h, :w]
+
+
+class FarnebackEstimator(OpenCVPairwiseEstimator):
+    """OpenCV Farneback polynomial-expansion flow with OpenCV's documented example parameters."""
+
+    name = "farneback"
+
+    def _solve(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        import cv2
+
+        return cv2.calcOpticalFlowFarneback(
+            first, second, None, pyr_scale=0.5, levels=5, winsize=15, iterations=3, poly_n=5,
+            poly_sigma=1.2, flags=0,
+        )  # [H, W, 2]
+
+
+class DeepFlowEstimator(OpenCVPairwiseEstimator):
+    """OpenCV contrib DeepFlow (needs opencv-contrib: cv2.optflow)."""
+
+    name = "deepflow"
+
+    def __init__(self, *, device: str = "cpu", dtype: str = "float32") -> None:
+        super().__init__(device=device, dtype=dtype)
+        import cv2
+
+        if not hasattr(cv2, "optflow"):
+            raise ModelError("deepflow needs cv2.optflow; install opencv-contrib-python-headless")
+        self._deepflow = cv2.optflow.createOptFlow_DeepFlow()
+
+    def _solve(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        return self._deepflow.calc(first, second, None)  # [H, W, 2]
+
+
+def _check_no_weights(name: str, weights: str | None) -> None:
+    if weights is not None:
+        raise ModelError(f"{name} is a classical method and takes no weights; drop --weights {weights}")
+
+
+def make_dis(
+    *, device: str = "cpu", dtype: str = "float32", weights: str | None = None, **_: Any
+) -> DISEstimator:
+    _check_no_weights("dis", weights)
+    return DISEstimator(device=device, dtype=dtype)
+
+
+def make_farneback(
+    *, device: str = "cpu", dtype: str = "float32", weights: str | None = None, **_: Any
+) -> FarnebackEstimator:
+    _check_no_weights("farneback", weights)
+    return FarnebackEstimator(device=device, dtype=dtype)
+
+
+def make_deepflow(
+    *, device: str = "cpu", dtype: str = "float32", weights: str | None = None, **_: Any
+) -> DeepFlowEstimator:
+    _check_no_weights("deepflow", weights)
+    return DeepFlowEstimator(device=device, dtype=dtype)
