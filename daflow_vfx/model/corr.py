@@ -1,0 +1,137 @@
+"""Correlation pyramid and look-up (RAFT), with an on-demand path for large frames.
+
+``AllPairsCorr`` builds the full 4-D volume once ([N, h*w, h, w] per level), which is fastest for
+small frames but grows as (h*w)^2: a 4K frame at 1/8 would need ~70 GB. ``LocalCorr`` computes
+only the (2r+1)^2 correlations the update block looks at, from the (pooled) target features,
+every iteration. The two give the same numbers: average-pooling the volume over its target
+dimensions equals correlating with average-pooled target features, and bilinear look-up is linear,
+so sampling the features and then taking dot products equals sampling the volume.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def window_offsets(radius: int, *, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The (2r+1)^2 integer (dx, dy) offsets of the look-up window, in one fixed order."""
+    d = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
+    dy, dx = torch.meshgrid(d, d, indexing="ij")
+    return torch.stack([dx, dy], dim=-1).reshape(-1, 2)  # [K, 2] as (x, y)
+
+
+def _normalize_grid(xy: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    # Pixel-centre coordinates to grid_sample's [-1, 1] with align_corners=False. (align_corners=True
+    # cannot express "outside" for a 1-pixel-wide pyramid level: it maps every point to pixel 0.)
+    gx = (2.0 * xy[..., 0] + 1.0) / w - 1.0
+    gy = (2.0 * xy[..., 1] + 1.0) / h - 1.0
+    return torch.stack([gx, gy], dim=-1)
+
+
+def _pool_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    out = [x]
+    for _ in range(levels - 1):
+        x = F.avg_pool2d(x, 2, stride=2, ceil_mode=True) if min(x.shape[-2:]) > 1 else x
+        out.append(x)
+    return out
+
+
+class AllPairsCorr:
+    """Full correlation volume, pooled into ``levels`` levels."""
+
+    def __init__(self, fmap1: torch.Tensor, fmap2: torch.Tensor, *, levels: int, radius: int) -> None:
+        # fmap1, fmap2: [N, D, h, w]
+        n, d, h, w = fmap1.shape
+        self.levels, self.radius = levels, radius
+        corr = torch.einsum("ndi,ndj->nij", fmap1.flatten(2), fmap2.flatten(2)) / math.sqrt(d)
+        corr = corr.reshape(n * h * w, 1, fmap2.shape[2], fmap2.shape[3])  # corr: [N*h*w, 1, h2, w2]
+        self.pyramid = _pool_pyramid(corr, levels)
+        self.shape = (n, h, w)
+
+    def __call__(self, coords: torch.Tensor) -> torch.Tensor:
+        # coords: [N, 2, h, w] positions in frame 2 (1/8 pixels) -> [N, levels*K, h, w]
+        n, h, w = self.shape
+        offs = window_offsets(self.radius, device=coords.device, dtype=coords.dtype)  # [K, 2]
+        xy = coords.permute(0, 2, 3, 1).reshape(n * h * w, 1, 1, 2)
+        out = []
+        for lvl, corr in enumerate(self.pyramid):
+            pts = xy / 2**lvl + offs.reshape(1, 1, -1, 2)  # [N*h*w, 1, K, 2]
+            grid = _normalize_grid(pts, corr.shape[2], corr.shape[3])
+            sampled = F.grid_sample(corr, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            out.append(sampled.reshape(n, h, w, -1))
+        return torch.cat(out, dim=-1).permute(0, 3, 1, 2).contiguous()
+
+
+class LocalCorr:
+    """Correlation computed on demand inside the look-up radius; memory linear in h*w.
+
+    For each query pixel the (2r+2)^2 integer neighbours of floor(coords) are gathered from a
+    channels-last copy of the target features (contiguous rows, unlike ``grid_sample`` on NCHW),
+    correlated, and the (2r+1)^2 bilinear look-ups are then formed from those integer-position
+    correlations with the shared fractional weights. Out-of-frame neighbours read a zero row,
+    which matches zero padding in the all-pairs look-up. ``chunk`` bounds the query pixels
+    gathered at once (the temporary is chunk x (2r+2)^2 x D values).
+    """
+
+    def __init__(
+        self, fmap1: torch.Tensor, fmap2: torch.Tensor, *, levels: int, radius: int, chunk: int = 4096
+    ) -> None:
+        self.levels, self.radius, self.chunk = levels, radius, chunk
+        n, d = fmap1.shape[:2]
+        self.fmap1 = fmap1.flatten(2).transpose(1, 2)  # [N, P, D]
+        self.scale = 1.0 / math.sqrt(d)
+        self.tables: list[tuple[torch.Tensor, int, int]] = []
+        for f2 in _pool_pyramid(fmap2, levels):
+            hl, wl = f2.shape[2], f2.shape[3]
+            rows = f2.flatten(2).transpose(1, 2)  # [N, hl*wl, D]
+            rows = torch.cat([rows, rows.new_zeros(n, 1, d)], dim=1)  # last row: zeros for outside
+            self.tables.append((rows.contiguous(), hl, wl))
+        self.shape = (n, fmap1.shape[2], fmap1.shape[3])
+
+    def __call__(self, coords: torch.Tensor) -> torch.Tensor:
+        # coords: [N, 2, h, w] -> [N, levels*K, h, w]
+        n, h, w = self.shape
+        r = self.radius
+        side = 2 * r + 2
+        ints = torch.arange(-r, r + 2, device=coords.device)
+        iy, ix = torch.meshgrid(ints, ints, indexing="ij")
+        iy, ix = iy.reshape(-1), ix.reshape(-1)  # [side*side]
+        xy = coords.flatten(2).transpose(1, 2)  # [N, P, 2]
+        batch = torch.arange(n, device=coords.device)[:, None, None]
+        per_level = []
+        for lvl, (rows, hl, wl) in enumerate(self.tables):
+            pts = xy / 2**lvl
+            base = torch.floor(pts)
+            frac = (pts - base).to(self.fmap1.dtype)  # [N, P, 2]
+            bx = base[..., 0].long()[..., None] + ix  # [N, P, side*side]
+            by = base[..., 1].long()[..., None] + iy
+            inside = (bx >= 0) & (bx < wl) & (by >= 0) & (by < hl)
+            idx = torch.where(inside, by * wl + bx, torch.full_like(bx, hl * wl))
+            parts = []
+            for s in range(0, h * w, self.chunk):
+                e = min(s + self.chunk, h * w)
+                feat = rows[batch, idx[:, s:e]]  # [N, p, side*side, D]
+                parts.append(torch.einsum("npd,npkd->npk", self.fmap1[:, s:e], feat))
+            c = (torch.cat(parts, dim=1) * self.scale).reshape(n, h * w, side, side)  # rows: y, cols: x
+            fx = frac[..., 0, None, None]
+            fy = frac[..., 1, None, None]
+            top = c[:, :, :-1, :-1] * (1 - fx) + c[:, :, :-1, 1:] * fx
+            bottom = c[:, :, 1:, :-1] * (1 - fx) + c[:, :, 1:, 1:] * fx
+            per_level.append((top * (1 - fy) + bottom * fy).reshape(n, h * w, -1))  # [N, P, K] (dy, dx)
+        out = torch.cat(per_level, dim=-1)  # [N, P, levels*K]
+        return out.transpose(1, 2).reshape(n, -1, h, w)
+
+
+def build_corr(
+    fmap1: torch.Tensor, fmap2: torch.Tensor, *, levels: int, radius: int, impl: str, max_all_pairs: int
+) -> AllPairsCorr | LocalCorr:
+    """Pick the look-up: all-pairs up to ``max_all_pairs`` query pixels (at 1/8), on-demand above."""
+    if impl not in ("auto", "all_pairs", "local"):
+        raise ValueError(f"corr impl must be auto, all_pairs or local, not {impl!r}")
+    pixels = fmap1.shape[2] * fmap1.shape[3]
+    if impl == "all_pairs" or (impl == "auto" and pixels <= max_all_pairs):
+        return AllPairsCorr(fmap1, fmap2, levels=levels, radius=radius)
+    return LocalCorr(fmap1, fmap2, levels=levels, radius=radius)

@@ -1,0 +1,81 @@
+"""daflow-compact behind the engine: padding, windows, chunking, registry."""
+
+import numpy as np
+import pytest
+import torch
+
+from daflow_vfx.engine import FlowEngine
+from daflow_vfx.errors import ModelError, WeightsError
+from daflow_vfx.estimators import available_models, load_estimator
+from daflow_vfx.estimators.daflow import DAFlowEstimator
+from daflow_vfx.model.weights import REGISTRY
+
+from ..model.conftest import tiny_daflow
+
+
+@pytest.fixture(scope="module")
+def tiny_estimator():
+    torch.manual_seed(0)
+    return DAFlowEstimator(
+        model=tiny_daflow(),
+        transform=REGISTRY["daflow-compact"].transform,
+        name="daflow-tiny",
+        weights_sha256=None,
+        iters=2,
+    )
+
+
+def _frames(n, h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, h, w, 3), dtype=np.float32)
+
+
+def test_window_of_three_gives_forward_backward_and_confidence(tiny_estimator):
+    out = FlowEngine(tiny_estimator).estimate_window(_frames(3, 37, 53))  # odd size: the engine pads to 16
+    assert out.forward.shape == out.backward.shape == (2, 37, 53, 2)
+    assert out.confidence_forward.shape == (2, 37, 53)
+    assert np.isfinite(out.forward).all()
+    assert 0 <= out.confidence_forward.min() and out.confidence_forward.max() <= 1
+
+
+def test_pair_and_dtype(tiny_estimator):
+    flow = FlowEngine(tiny_estimator).estimate_pair(*_frames(2, 20, 30))
+    assert flow.shape == (20, 30, 2) and flow.dtype == np.float32
+
+
+def test_the_same_window_gives_the_same_flow(tiny_estimator):
+    # Fixed-seed feature noise: chunks of a farm render see identical numbers for the same window.
+    frames = _frames(3, 32, 32, seed=3)
+    a = tiny_estimator.estimate(frames)
+    b = tiny_estimator.estimate(frames)
+    np.testing.assert_array_equal(a.forward, b.forward)
+
+
+def test_compact_random_weights_only_when_asked():
+    if REGISTRY["daflow-compact"].weights_present():
+        pytest.skip("trained weights are shipped")
+    with pytest.raises(WeightsError, match="no trained weights.*dis"):
+        load_estimator("daflow-compact")
+    est = load_estimator("daflow-compact", allow_random=True, iters=1)
+    assert est.window == 3 and est.stride == 16 and est.weights_sha256 is None
+
+
+def test_unknown_dtype_is_a_clean_error():
+    with pytest.raises(ModelError, match="dtype"):
+        DAFlowEstimator(
+            model=tiny_daflow(),
+            transform=REGISTRY["daflow-compact"].transform,
+            name="x",
+            weights_sha256=None,
+            dtype="int8",
+        )
+
+
+def test_registry_param_counts_match_the_models():
+    from daflow_vfx.model.dit import param_count
+
+    listed = {m.name: m.params for m in available_models()}
+    for name in ("daflow-compact", "daflow-compact-cnn"):
+        assert listed[name] == param_count(REGISTRY[name].factory())
+    with torch.device("meta"):
+        assert listed["daflow-full"] == param_count(REGISTRY["daflow-full"].factory())

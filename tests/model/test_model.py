@@ -1,0 +1,142 @@
+"""DA-Flow network: shapes, lifting, gradients, correlation paths, factories."""
+
+import pytest
+import torch
+
+from daflow_vfx.model.corr import AllPairsCorr, LocalCorr
+from daflow_vfx.model.daflow import daflow_compact, daflow_compact_cnn, daflow_full, neighbour_pairs
+from daflow_vfx.model.dit import param_count
+from daflow_vfx.model.update import confidence_from_info
+from daflow_vfx.train.losses import flow_matching_loss, sequence_loss
+
+from .conftest import tiny_daflow
+
+
+def test_forward_shapes_and_pairs(tiny):
+    x = torch.rand(2, 3, 3, 32, 48) * 2 - 1
+    out = tiny(x, iters=2, return_all=True)
+    assert out.pairs == [(0, 1), (1, 2), (1, 0), (2, 1)] == neighbour_pairs(3)
+    assert out.flow.shape == (2, 4, 2, 32, 48)
+    assert out.info.shape == (2, 4, 3, 32, 48)
+    assert len(out.iterations) == 2
+    conf = confidence_from_info(out.info[0].detach())
+    assert conf.shape == (4, 32, 48) and float(conf.min()) >= 0 and float(conf.max()) <= 1
+
+
+def test_two_frame_window_and_custom_pairs(tiny):
+    x = torch.rand(1, 2, 3, 32, 32)
+    assert tiny(x, iters=1).flow.shape == (1, 2, 2, 32, 32)
+    assert tiny(x, iters=1, pairs=[(1, 0)]).flow.shape == (1, 1, 2, 32, 32)
+
+
+@pytest.mark.parametrize("size", [(33, 48), (32, 40)])
+def test_sizes_not_multiple_of_stride_are_rejected(tiny, size):
+    # The model never pads silently: the engine pads to `stride` and crops back.
+    assert tiny.stride == 16
+    with pytest.raises(ValueError, match="multiple of 16"):
+        tiny(torch.rand(1, 2, 3, *size), iters=1)
+
+
+def _tap_frame0(model, x):
+    return model.backbone_taps(x)[0].reshape(1, 3, *model.backbone_taps(x)[0].shape[1:])[0, 0]
+
+
+@torch.no_grad()
+def test_lifting_mixes_frames():
+    torch.manual_seed(0)
+    lifted = tiny_daflow(lift=True).eval()
+    single = tiny_daflow(lift=False).eval()
+    single.load_state_dict(lifted.state_dict())  # same weights, only the attention span differs
+    x = torch.rand(1, 3, 3, 32, 32)
+    y = x.clone()
+    y[:, 1] = torch.rand(3, 32, 32)  # perturb frame 2 of the window (index 1)
+    a, b = _tap_frame0(lifted, x), _tap_frame0(lifted, y)
+    assert float((a - b).abs().max()) > 1e-4
+    a, b = _tap_frame0(single, x), _tap_frame0(single, y)
+    assert float((a - b).abs().max()) == 0.0
+
+
+def test_gradients_reach_every_trainable_part():
+    torch.manual_seed(0)
+    model = tiny_daflow()
+    x = torch.rand(1, 3, 3, 32, 32) * 2 - 1
+    # Stage 1 (restoration) and stage 2 (flow) together train every parameter.
+    noise = torch.randn(1, 3, 3, 32, 32)
+    t = torch.full((1,), 0.4)
+    z = (1 - t.view(1, 1, 1, 1, 1)) * x + t.view(1, 1, 1, 1, 1) * noise
+    restore = flow_matching_loss(model.backbone(z, x, t, return_velocity=True).velocity, x, noise)
+    out = model(x, iters=2, return_all=True)
+    gt = torch.randn(4, 2, 32, 32)
+    its = [(f.flatten(0, 1), i.flatten(0, 1)) for f, i in out.iterations]
+    flow = sequence_loss(its, gt, torch.ones(4, 32, 32), gamma=0.8)
+    (restore + flow).backward()
+    missing = [
+        n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())
+    ]
+    assert missing == []
+
+
+@pytest.mark.parametrize("cell", ["gru", "convnext"])
+def test_update_cells(cell):
+    model = tiny_daflow(cell=cell)
+    assert model(torch.rand(1, 2, 3, 32, 32), iters=2).flow.shape == (1, 2, 2, 32, 32)
+
+
+def test_cnn_only_ablation_has_no_backbone():
+    model = tiny_daflow(backbone=False)
+    assert model.backbone is None and model.stride == 8
+    assert model(torch.rand(1, 2, 3, 24, 40), iters=1).flow.shape == (1, 2, 2, 24, 40)
+
+
+@torch.no_grad()
+def test_warm_start_changes_the_starting_point(tiny):
+    x = torch.rand(1, 2, 3, 32, 32)
+    cold = tiny(x, iters=1)
+    warm = tiny(x, iters=1, flow_init=torch.full((1, 2, 2, 32, 32), 8.0))
+    assert not torch.allclose(cold.flow, warm.flow)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("hw", [(7, 9), (12, 20), (1, 3)])
+def test_local_correlation_matches_all_pairs(hw):
+    torch.manual_seed(0)
+    h, w = hw
+    f1, f2 = torch.randn(2, 24, h, w), torch.randn(2, 24, h, w)
+    coords = torch.rand(2, 2, h, w) * torch.tensor([w, h]).view(1, 2, 1, 1) * 1.5 - 2
+    a = AllPairsCorr(f1, f2, levels=4, radius=3)(coords)
+    b = LocalCorr(f1, f2, levels=4, radius=3, chunk=13)(coords)
+    assert a.shape == b.shape == (2, 4 * 49, h, w)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_model_correlation_paths_agree(tiny):
+    x = torch.rand(1, 2, 3, 32, 48)
+    a = tiny(x, iters=3, corr_impl="all_pairs").flow
+    b = tiny(x, iters=3, corr_impl="local").flow
+    torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-4)
+
+
+@torch.no_grad()
+def test_backbone_token_budget_keeps_the_grid():
+    torch.manual_seed(0)
+    model = tiny_daflow(max_tokens=4)  # 64x64 has 16 tokens per frame: downscaled to 2x2, upsampled back
+    taps = model.backbone_taps(torch.rand(1, 2, 3, 64, 64))
+    assert taps[0].shape == (2, 32, 4, 4)
+
+
+def test_factories_build_explicit_variants():
+    compact = daflow_compact()
+    assert 5e6 <= param_count(compact) <= 20e6
+    assert compact.stride == 16 and compact.backbone.taps == (1, 3, 4, 5)
+    assert daflow_compact_cnn().backbone is None
+
+
+def test_full_variant_on_meta_device():
+    with torch.device("meta"):
+        full = daflow_full()
+    n = param_count(full.backbone)
+    assert 2.1e9 <= n <= 2.35e9, n  # DiT4SR / SD3.5-medium transformer: about 2.2 B
+    assert full.backbone.taps == (3, 13, 16, 17) and full.backbone.depth == 24
+    assert sum(b.use_dual_attention for b in full.backbone.transformer_blocks) == 13
+    assert full.stride == 16
