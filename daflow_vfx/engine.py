@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -29,7 +28,6 @@ from daflow_vfx.errors import (
     DeviceError,
     FrameSizeError,
     MissingFramesError,
-    OutputError,
     SequenceTooShortError,
     UsageError,
 )
@@ -41,6 +39,7 @@ from daflow_vfx.estimators import (
     model_is_cpu_only,
     model_window,
 )
+from daflow_vfx.io import prepare_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -452,31 +451,6 @@ def _output_pattern(output: str):
     if not pattern.suffix.lower().endswith(".exr"):
         raise UsageError(f"output {output!r} must end in .exr; motion vectors are written as OpenEXR")
     return pattern
-
-
-def prepare_output_folder(folder: str | os.PathLike) -> None:
-    """Create ``folder`` if needed and prove a file can be created there (OutputError if not).
-
-    A real probe file rather than ``os.access``: root ignores permission bits, and network file
-    systems answer ``access`` unreliably.
-    """
-    path = Path(folder or ".")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot create the output folder ({exc.strerror or exc}); "
-                          "choose a writable location") from None
-    if not path.is_dir():
-        raise OutputError(f"{path}: exists but is not a folder; choose another output location")
-    import tempfile
-
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".daflow-write-test-", dir=path)
-    except OSError as exc:
-        raise OutputError(f"{path}: output folder is not writable ({exc.strerror or exc}); "
-                          "fix its permissions or choose another output") from None
-    os.close(fd)
-    os.unlink(probe)
 
 
 def _check_sequence_headers(path: str, info, frames: list[int], *, window: int) -> None:

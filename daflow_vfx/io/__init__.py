@@ -6,6 +6,7 @@ No torch here, and OpenImageIO / PyAV are imported only when a file is actually 
 
 from __future__ import annotations
 
+from daflow_vfx.io._atomic import prepare_output_folder
 from daflow_vfx.io.exr import (
     LAYOUTS,
     LOSSLESS_COMPRESSIONS,
@@ -31,6 +32,7 @@ __all__ = [
     "PrefetchReader",
     "is_complete_exr",
     "open_plate",
+    "prepare_output_folder",
     "read_flo",
     "read_motion_exr",
     "write_flo",

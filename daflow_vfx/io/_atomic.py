@@ -10,10 +10,11 @@ import contextlib
 import os
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 from daflow_vfx.errors import OutputError
 
-__all__ = ["atomic_path", "check_writable_folder", "temp_path_for"]
+__all__ = ["atomic_path", "check_writable_folder", "prepare_output_folder", "temp_path_for"]
 
 
 def temp_path_for(path: str | os.PathLike) -> str:
@@ -58,3 +59,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+
+
+def prepare_output_folder(folder: str | os.PathLike) -> None:
+    """Create ``folder`` if needed and prove a file can be created there (OutputError if not).
+
+    A real probe file rather than ``os.access``: root ignores permission bits, and network file
+    systems answer ``access`` unreliably.
+    """
+    path = Path(folder or ".")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create the output folder ({exc.strerror or exc}); "
+                          "choose a writable location") from None
+    if not path.is_dir():
+        raise OutputError(f"{path}: exists but is not a folder; choose another output location")
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".daflow-write-test-", dir=path)
+    except OSError as exc:
+        raise OutputError(f"{path}: output folder is not writable ({exc.strerror or exc}); "
+                          "fix its permissions or choose another output") from None
+    os.close(fd)
+    os.unlink(probe)

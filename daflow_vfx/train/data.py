@@ -1,0 +1,565 @@
+"""Synthetic training windows with exact ground-truth flow, generated on the fly.
+
+Scenes are layered, FlyingChairs / AutoFlow style: an opaque background plus 2 - 6 foreground
+shapes (ellipses, polygons, blobs; anti-aliased edges), each with its own texture and its own
+motion. A layer is a texture in its own coordinates and one homography per frame mapping those
+coordinates into the image (affine: translation, rotation, scale, shear; some layers also get a
+perspective term). The motion parameters evolve smoothly over the window: constant velocity plus
+a small acceleration.
+
+Frame t is rendered by inverse-warping every layer's texture through its homography H_t
+(``cv2.warpPerspective``) and compositing back to front with the layer's alpha. The flow of
+pixel x from frame i to frame j is ``H_j(H_i^-1(x)) - x`` of the topmost layer at x (alpha >=
+0.5), so it is exact, not estimated. Masks:
+
+- ``valid``: the flow's target ``x + flow`` lies inside the image (occluded pixels stay valid);
+- ``occ``: the point is not visible in the target frame: moved outside it, or another layer is
+  on top at the target (nearest pixel of the target's layer-id map).
+
+Textures are procedural (fractal value noise through random colour ramps, stripes and checkers,
+gradients, random anti-aliased shapes) or crops of the photographs bundled inside scikit-image's
+package folder, read straight from disk (no network, no dataset download). The evaluation data
+in ``../shared/data`` is never used here.
+
+Motion magnitudes mix three regimes per layer: small (0 - 3 px/frame), medium (3 px - 0.4 *
+max_motion) and large (0.4 - 1 x max_motion; ``max_motion`` defaults to a quarter of the width).
+
+Degraded frames come from :func:`daflow_vfx.degrade.degrade_clip` with a per-sample seed and
+preset, with the true flow driving the motion blur.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from daflow_vfx.degrade import PRESETS, degrade_clip
+from daflow_vfx.errors import UsageError
+
+logger = logging.getLogger(__name__)
+
+# Photographs shipped inside scikit-image's package folder (skimage/data); used only as textures.
+SKIMAGE_TEXTURES: tuple[str, ...] = (
+    "astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "camera.png", "coins.png", "ihc.png",
+    "hubble_deep_field.jpg", "retina.jpg", "moon.png", "text.png", "grass.png", "gravel.png",
+    "brick.png", "color.png", "motorcycle_left.png", "motorcycle_right.png", "microaneurysms.png", "cell.png",
+    "chessboard_RGB.png",
+)
+TEXTURE_KINDS: tuple[str, ...] = ("photo", "noise", "stripes", "gradient", "shapes")
+# Level codes in a sample's "degrade_level": 0 = clean, then the degrade presets in order.
+DEGRADE_LEVELS: tuple[str, ...] = ("clean",) + PRESETS
+
+_MAX_PHOTO_SIDE = 512  # photos are downscaled once on load; crops never need more
+_TEXTURE_BLUR = 0.5  # px; band-limits textures the way a lens does, so resampling stays faithful
+_ALPHA_ON_TOP = 0.5  # a layer owns a pixel (its flow, its id) where its coverage reaches this
+
+
+# --------------------------------------------------------------------------------------------- layers
+@dataclass(frozen=True)
+class Layer:
+    """One layer of a scene.
+
+    texture: [h, w, 3] float32 in [0, 1], in the layer's own coordinates.
+    alpha: [h, w] float32 coverage in [0, 1], zero along the border; None for the opaque
+        background, whose texture repeats by reflection beyond its edges.
+    homographies: [F, 3, 3] float64 mapping texture coordinates (x, y, 1) to image coordinates at
+        each frame.
+    """
+
+    texture: np.ndarray
+    alpha: np.ndarray | None
+    homographies: np.ndarray
+
+
+@dataclass(frozen=True)
+class RenderedScene:
+    """Frames and exact ground truth of a scene (see the module docstring for the masks)."""
+
+    frames: np.ndarray  # [F, H, W, 3] float32 [0, 1]
+    layer_ids: np.ndarray  # [F, H, W] int16, index of the topmost layer
+    flow_fwd: np.ndarray  # [F-1, H, W, 2] float32, frame i -> i+1
+    flow_bwd: np.ndarray  # [F-1, H, W, 2] float32, frame i+1 -> i
+    valid_fwd: np.ndarray  # [F-1, H, W] bool
+    valid_bwd: np.ndarray  # [F-1, H, W] bool
+    occ_fwd: np.ndarray  # [F-1, H, W] bool
+    occ_bwd: np.ndarray  # [F-1, H, W] bool
+
+
+def _warp_layer(layer: Layer, t: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None, tuple]:
+    """Colour ([h, w, 3]) and coverage ([h, w] or None) of ``layer`` at frame ``t`` inside its box.
+
+    Returns (colour, alpha, (y0, y1, x0, x1)); a foreground layer is only warped inside the
+    bounding box of its texture's corners, which is what keeps many small layers cheap.
+    """
+    height, width = size
+    hm = layer.homographies[t]
+    if layer.alpha is None:
+        colour = cv2.warpPerspective(layer.texture, hm, (width, height), flags=cv2.INTER_LINEAR,
+                                     borderMode=cv2.BORDER_REFLECT_101)
+        return colour, None, (0, height, 0, width)
+    th, tw = layer.alpha.shape
+    corners = np.array([[0, 0, 1], [tw, 0, 1], [0, th, 1], [tw, th, 1]], np.float64).T  # [3, 4]
+    p = hm @ corners
+    xs, ys = p[0] / p[2], p[1] / p[2]
+    x0, x1 = max(0, int(math.floor(xs.min())) - 1), min(width, int(math.ceil(xs.max())) + 2)
+    y0, y1 = max(0, int(math.floor(ys.min())) - 1), min(height, int(math.ceil(ys.max())) + 2)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((0, 0, 3), np.float32), np.zeros((0, 0), np.float32), (0, 0, 0, 0)
+    shift = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0], [0.0, 0.0, 1.0]])
+    rgba = np.dstack([layer.texture, layer.alpha])  # [h, w, 4]
+    out = cv2.warpPerspective(rgba, shift @ hm, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+    return out[..., :3], out[..., 3], (y0, y1, x0, x1)
+
+
+def _layer_flow(layers: Sequence[Layer], ids: np.ndarray, t_src: int, t_dst: int, xy1: np.ndarray
+                ) -> np.ndarray:
+    """Exact flow [H, W, 2] from frame t_src to t_dst given the source's layer-id map ids [H, W]."""
+    flat = ids.ravel()
+    flow = np.empty((flat.size, 2), np.float64)
+    for lid in np.unique(flat):
+        sel = np.flatnonzero(flat == lid)
+        hms = layers[lid].homographies
+        m = hms[t_dst] @ np.linalg.inv(hms[t_src])
+        p = m @ xy1[:, sel]  # [3, n]
+        flow[sel, 0] = p[0] / p[2] - xy1[0, sel]
+        flow[sel, 1] = p[1] / p[2] - xy1[1, sel]
+    return flow.reshape(ids.shape + (2,)).astype(np.float32)
+
+
+def _masks(flow: np.ndarray, ids_src: np.ndarray, ids_dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(valid, occluded) [H, W] bool for a flow [H, W, 2] between two layer-id maps."""
+    h, w = ids_src.shape
+    tx = np.arange(w, dtype=np.float32)[None, :] + flow[..., 0]
+    ty = np.arange(h, dtype=np.float32)[:, None] + flow[..., 1]
+    valid = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
+    xi = np.clip(np.rint(tx), 0, w - 1).astype(np.intp)
+    yi = np.clip(np.rint(ty), 0, h - 1).astype(np.intp)
+    occluded = ~valid | (ids_dst[yi, xi] != ids_src)
+    return valid, occluded
+
+
+def render_layers(layers: Sequence[Layer], *, size: tuple[int, int]) -> RenderedScene:
+    """Render ``layers`` (back to front; the first is the opaque background) at ``size`` = (H, W)."""
+    if not layers or layers[0].alpha is not None:
+        raise UsageError("render_layers needs an opaque background layer (alpha=None) first")
+    height, width = size
+    num_frames = layers[0].homographies.shape[0]
+    frames = np.empty((num_frames, height, width, 3), np.float32)
+    ids = np.zeros((num_frames, height, width), np.int16)
+    for t in range(num_frames):
+        img = frames[t]
+        img[:] = _warp_layer(layers[0], t, size)[0]
+        for lid, layer in enumerate(layers[1:], start=1):
+            colour, alpha, (y0, y1, x0, x1) = _warp_layer(layer, t, size)
+            if alpha.size == 0:
+                continue
+            region = img[y0:y1, x0:x1]
+            region += (colour - region) * alpha[..., None]  # "over" compositing, straight alpha
+            ids[t, y0:y1, x0:x1][alpha >= _ALPHA_ON_TOP] = lid
+    np.clip(frames, 0.0, 1.0, out=frames)
+
+    xx, yy = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    xy1 = np.stack([xx.ravel(), yy.ravel(), np.ones(xx.size)])  # [3, H*W]
+    pairs = num_frames - 1
+    flow_fwd = np.empty((pairs, height, width, 2), np.float32)
+    flow_bwd = np.empty_like(flow_fwd)
+    valid_fwd = np.empty((pairs, height, width), bool)
+    valid_bwd, occ_fwd, occ_bwd = np.empty_like(valid_fwd), np.empty_like(valid_fwd), np.empty_like(valid_fwd)
+    for i in range(pairs):
+        flow_fwd[i] = _layer_flow(layers, ids[i], i, i + 1, xy1)
+        flow_bwd[i] = _layer_flow(layers, ids[i + 1], i + 1, i, xy1)
+        valid_fwd[i], occ_fwd[i] = _masks(flow_fwd[i], ids[i], ids[i + 1])
+        valid_bwd[i], occ_bwd[i] = _masks(flow_bwd[i], ids[i + 1], ids[i])
+    return RenderedScene(frames=frames, layer_ids=ids, flow_fwd=flow_fwd, flow_bwd=flow_bwd,
+                         valid_fwd=valid_fwd, valid_bwd=valid_bwd, occ_fwd=occ_fwd, occ_bwd=occ_bwd)
+
+
+# --------------------------------------------------------------------------------------------- textures
+@functools.lru_cache(maxsize=1)
+def _photo_paths() -> tuple[str, ...]:
+    """Paths of the bundled scikit-image photographs present in this install (may be empty)."""
+    try:
+        spec = importlib.util.find_spec("skimage")
+    except (ImportError, ValueError):
+        return ()
+    if spec is None or not spec.submodule_search_locations:
+        return ()
+    root = Path(next(iter(spec.submodule_search_locations))) / "data"
+    return tuple(str(root / name) for name in SKIMAGE_TEXTURES if (root / name).is_file())
+
+
+@functools.cache
+def _load_photo(path: str) -> np.ndarray | None:
+    """[h, w, 3] float32 [0, 1] (grey photos keep one channel: [h, w, 1]), or None when unreadable."""
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)  # None, never an exception, on a bad file
+    if img is None or img.dtype.kind not in "ui":
+        logger.warning("%s: cannot read this bundled texture; skipping it", path)
+        return None
+    scale = np.float32(np.iinfo(img.dtype).max)
+    if img.ndim == 2:
+        img = img[..., None]
+    elif img.shape[2] == 4:
+        img = img[..., :3]
+    if img.shape[2] == 3:
+        img = img[..., ::-1]  # OpenCV's BGR -> RGB
+    side = max(img.shape[:2])
+    if side > _MAX_PHOTO_SIDE:
+        f = _MAX_PHOTO_SIDE / side
+        img = cv2.resize(img, (round(img.shape[1] * f), round(img.shape[0] * f)),
+                         interpolation=cv2.INTER_AREA)
+        img = img.reshape(img.shape[:2] + (-1,))
+    return np.ascontiguousarray(img.astype(np.float32) / scale)
+
+
+def _colors(rng: np.random.Generator, n: int) -> np.ndarray:
+    """[n, 3] random colours, drawn in HSV so saturated and dull colours both occur."""
+    hsv = np.stack([rng.uniform(0, 360, n), rng.uniform(0, 1, n), rng.uniform(0.1, 1, n)], -1)
+    return cv2.cvtColor(hsv.astype(np.float32)[None], cv2.COLOR_HSV2RGB)[0]
+
+
+def _colormap(rng: np.random.Generator, scalar: np.ndarray) -> np.ndarray:
+    """[h, w] in [0, 1] -> [h, w, 3] through a random ramp of 2 - 5 colours."""
+    n = int(rng.integers(2, 6))
+    stops = np.sort(np.concatenate([[0.0, 1.0], rng.random(n - 2)]))
+    cols = _colors(rng, n)
+    return np.stack([np.interp(scalar, stops, cols[:, c]) for c in range(3)], -1).astype(np.float32)
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    lo, hi = float(x.min()), float(x.max())
+    return (x - lo) / max(hi - lo, 1e-6)
+
+
+def fractal_noise(rng: np.random.Generator, h: int, w: int, channels: int = 1) -> np.ndarray:
+    """[h, w, channels] float32 fractal value noise in [0, 1]: bicubic-upsampled random grids, 2-5 octaves."""
+    period = float(rng.uniform(6.0, max(8.0, max(h, w) / 2.0)))  # coarsest feature, px
+    octaves = int(rng.integers(2, 6))
+    persistence = float(rng.uniform(0.35, 0.7))
+    out = np.zeros((h, w, channels), np.float32)
+    amp = 1.0
+    for _ in range(octaves):
+        if period < 2.0:
+            break
+        grid = rng.random((int(h / period) + 2, int(w / period) + 2, channels), dtype=np.float32)
+        out += amp * cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC).reshape(h, w, channels)
+        amp *= persistence
+        period /= 2.0
+    return _normalise(out)
+
+
+def _noise_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    if rng.random() < 0.5:
+        return _colormap(rng, fractal_noise(rng, h, w)[..., 0])
+    return fractal_noise(rng, h, w, 3)
+
+
+def _stripes_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    theta = rng.uniform(0, math.pi)
+    u = xx * math.cos(theta) + yy * math.sin(theta)
+    v = -xx * math.sin(theta) + yy * math.cos(theta)
+    period = rng.uniform(6.0, 40.0)  # px; shorter periods sit too close to Nyquist to resample faithfully
+    wave = np.sin(2 * math.pi * u / period + rng.uniform(0, 2 * math.pi))
+    if rng.random() < 0.5:  # checkers
+        wave = wave * np.sin(2 * math.pi * v / (period * rng.uniform(0.5, 2.0)) + rng.uniform(0, 2 * math.pi))
+    s = np.clip(wave * rng.uniform(1.0, 8.0), -1.0, 1.0) * 0.5 + 0.5  # hardness: sine .. near-square
+    c = _colors(rng, 2)
+    tex = c[0] + (c[1] - c[0]) * s[..., None]
+    return tex * (0.75 + 0.25 * fractal_noise(rng, h, w))
+
+
+def _gradient_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    if rng.random() < 0.5:
+        theta = rng.uniform(0, 2 * math.pi)
+        t = xx * math.cos(theta) + yy * math.sin(theta)
+    else:
+        t = np.hypot(xx - rng.uniform(0, w), yy - rng.uniform(0, h))
+    t = _normalise(t) + 0.35 * fractal_noise(rng, h, w)[..., 0]  # gradients alone carry no texture
+    return _colormap(rng, _normalise(t))
+
+
+def _shapes_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    cols = (_colors(rng, 40) * np.iinfo(np.uint8).max).astype(np.uint8)
+    canvas = np.empty((h, w, 3), np.uint8)
+    canvas[:] = cols[0]
+    size = max(h, w)
+    for k in range(1, int(rng.integers(8, 40))):
+        colour = tuple(int(c) for c in cols[k % len(cols)])
+        kind = int(rng.integers(4))
+        cx, cy = int(rng.integers(0, w)), int(rng.integers(0, h))
+        r = int(rng.uniform(0.02, 0.25) * size) + 1
+        if kind == 0:
+            cv2.circle(canvas, (cx, cy), r, colour, -1, cv2.LINE_AA)
+        elif kind == 1:
+            axes = (r, int(r * rng.uniform(0.2, 1.0)) + 1)
+            cv2.ellipse(canvas, (cx, cy), axes, float(rng.uniform(0, 180)), 0, 360, colour, -1, cv2.LINE_AA)
+        elif kind == 2:
+            pts = (np.array([cx, cy]) + rng.normal(0, r, (int(rng.integers(3, 7)), 2))).astype(np.int32)
+            cv2.fillPoly(canvas, [pts], colour, cv2.LINE_AA)
+        else:
+            end = (cx + int(rng.normal(0, 2 * r)), cy + int(rng.normal(0, 2 * r)))
+            cv2.line(canvas, (cx, cy), end, colour, int(rng.integers(1, 6)), cv2.LINE_AA)
+    tex = canvas.astype(np.float32) / np.float32(np.iinfo(np.uint8).max)
+    return tex * (0.8 + 0.2 * fractal_noise(rng, h, w))
+
+
+def _photo_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray | None:
+    paths = _photo_paths()
+    if not paths:
+        return None
+    photo = _load_photo(paths[int(rng.integers(len(paths)))])
+    if photo is None:
+        return None
+    ph, pw = photo.shape[:2]
+    zoom = float(np.exp(rng.uniform(math.log(0.5), math.log(1.6))))  # photo px per texture px
+    ch, cw = min(ph, max(2, round(h * zoom))), min(pw, max(2, round(w * zoom)))
+    y0, x0 = int(rng.integers(0, ph - ch + 1)), int(rng.integers(0, pw - cw + 1))
+    crop = photo[y0:y0 + ch, x0:x0 + cw]
+    interp = cv2.INTER_AREA if ch > h else cv2.INTER_LINEAR
+    tex = cv2.resize(crop, (w, h), interpolation=interp).reshape(h, w, -1)
+    if tex.shape[2] == 1:  # grey photo: tint it, or run it through a colour ramp
+        tex = (_colormap(rng, tex[..., 0]) if rng.random() < 0.5
+               else tex * _colors(rng, 1)[0] * 0.6 + tex * 0.4)
+    else:
+        tex = tex * rng.uniform(0.7, 1.2, 3).astype(np.float32)  # white balance jitter
+    if rng.random() < 0.5:
+        tex = tex[:, ::-1]
+    return np.clip(tex, 0.0, 1.0)
+
+
+def random_texture(rng: np.random.Generator, h: int, w: int, *, photo_fraction: float = 0.4) -> np.ndarray:
+    """[h, w, 3] float32 texture in [0, 1]: a bundled photo (probability ``photo_fraction``) or procedural."""
+    tex = None
+    if rng.random() < photo_fraction:
+        tex = _photo_texture(rng, h, w)
+    if tex is None:
+        kind = TEXTURE_KINDS[1 + int(rng.choice(4, p=[0.45, 0.2, 0.15, 0.2]))]
+        tex = {"noise": _noise_texture, "stripes": _stripes_texture, "gradient": _gradient_texture,
+               "shapes": _shapes_texture}[kind](rng, h, w)
+    if rng.random() < 0.3:  # extra fine detail, so few regions are flat
+        tex = tex * (0.85 + 0.3 * fractal_noise(rng, h, w) - 0.15)
+    tex = cv2.GaussianBlur(np.ascontiguousarray(tex, np.float32), (0, 0), _TEXTURE_BLUR)
+    return np.clip(tex, 0.0, 1.0)
+
+
+def shape_alpha(rng: np.random.Generator, side: int, margin: int = 2) -> np.ndarray:
+    """[side, side] float32 anti-aliased coverage of a random ellipse, polygon or blob, zero at the border."""
+    radius = side / 2.0 - margin
+    n = 64
+    theta = np.linspace(0, 2 * math.pi, n, endpoint=False)
+    kind = int(rng.integers(3))
+    if kind == 0:  # ellipse
+        a, b = radius, radius * rng.uniform(0.3, 1.0)
+        phi = rng.uniform(0, math.pi)
+        r = a * b / np.sqrt((b * np.cos(theta - phi)) ** 2 + (a * np.sin(theta - phi)) ** 2)
+    elif kind == 1:  # polygon with 3 - 8 corners
+        theta = np.sort(rng.uniform(0, 2 * math.pi, int(rng.integers(3, 9))))
+        r = radius * rng.uniform(0.5, 1.0, theta.size)
+    else:  # blob: a few low harmonics of the radius
+        r = np.ones(n)
+        for k in range(1, 5):
+            r += rng.uniform(0, 0.35 / k) * np.sin(k * theta + rng.uniform(0, 2 * math.pi))
+        r = radius * r / r.max()
+    c = side / 2.0
+    pts = np.stack([c + r * np.cos(theta), c + r * np.sin(theta)], -1)
+    sub = 16  # cv2 subpixel vertices: shift=4
+    canvas = np.zeros((side, side), np.uint8)
+    cv2.fillPoly(canvas, [np.round(pts * sub).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
+    return canvas.astype(np.float32) / np.float32(np.iinfo(np.uint8).max)
+
+
+# --------------------------------------------------------------------------------------------- motion
+def _motion_magnitude(rng: np.random.Generator, max_motion: float) -> float:
+    """Displacement budget of one layer in px/frame: small, medium or large, so both are learned."""
+    u = rng.random()
+    if u < 0.35:
+        return float(rng.uniform(0.0, 3.0))
+    if u < 0.7:
+        return float(rng.uniform(3.0, max(3.0, 0.4 * max_motion)))
+    return float(rng.uniform(0.4 * max_motion, max_motion))
+
+
+def _trajectory(rng: np.random.Generator, *, num_frames: int, tex_size: tuple[int, int], position: np.ndarray,
+                extent: float, budget: float, background: bool) -> np.ndarray:
+    """[F, 3, 3] homographies texture -> image of one layer; ``extent`` is its radius in px.
+
+    The budget (px/frame) is split between translation, rotation, scale, shear and perspective,
+    each turned into a rate by the displacement it causes at ``extent``; accelerations are small.
+    """
+    th, tw = tex_size
+    w_t, w_r, w_s, w_sh, w_p = rng.dirichlet([6, 1, 1, 0.5, 0.5] if background else [4, 1, 1, 0.5, 0.5])
+    if rng.random() < 0.6:  # affine only
+        w_p = 0.0
+    direction = rng.uniform(0, 2 * math.pi)
+    vel = budget * w_t * np.array([math.cos(direction), math.sin(direction)])
+    acc = np.linalg.norm(vel) * 0.15 * rng.standard_normal(2)
+
+    def rate(weight: float, dist: float) -> tuple[float, float]:
+        v = rng.choice([-1.0, 1.0]) * budget * weight / dist
+        return v, v * 0.15 * rng.standard_normal()
+
+    omega, alpha_rot = rate(w_r, extent)
+    sigma, alpha_scale = rate(w_s, extent)
+    kappa, _ = rate(w_sh, extent)
+    p_dir = rng.uniform(0, 2 * math.pi)
+    p_rate = budget * w_p / extent**2  # x / (1 + p.x) moves a corner by about |p| * extent^2
+    if background:
+        theta0, ls0, sh0 = rng.uniform(-0.3, 0.3), rng.uniform(-0.1, 0.1), rng.uniform(-0.05, 0.05)
+    else:
+        theta0, ls0, sh0 = rng.uniform(-math.pi, math.pi), rng.uniform(-0.15, 0.2), rng.uniform(-0.2, 0.2)
+    aspect = rng.uniform(-0.1, 0.1)
+    p0 = rng.standard_normal(2) * 0.03 / extent  # mild fixed tilt
+
+    centre = np.array([[1.0, 0.0, -tw / 2.0], [0.0, 1.0, -th / 2.0], [0.0, 0.0, 1.0]])
+    hms = np.empty((num_frames, 3, 3))
+    # t = 0 at the middle frame, so the sampled position describes the middle of the window.
+    for k in range(num_frames):
+        t = k - (num_frames - 1) / 2.0
+        pos = position + vel * t + 0.5 * acc * t * t
+        theta = theta0 + omega * t + 0.5 * alpha_rot * t * t
+        ls = ls0 + sigma * t + 0.5 * alpha_scale * t * t
+        shear = sh0 + kappa * t
+        p = p0 + p_rate * t * np.array([math.cos(p_dir), math.sin(p_dir)])
+        c, s = math.cos(theta), math.sin(theta)
+        lin = (np.array([[c, -s], [s, c]]) @ np.diag([math.exp(ls + aspect), math.exp(ls - aspect)])
+               @ np.array([[1.0, shear], [0.0, 1.0]]))
+        persp = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [p[0], p[1], 1.0]])
+        affine = np.array([[lin[0, 0], lin[0, 1], pos[0]], [lin[1, 0], lin[1, 1], pos[1]], [0.0, 0.0, 1.0]])
+        hms[k] = affine @ persp @ centre
+    return hms
+
+
+def sample_scene(rng: np.random.Generator, *, size: tuple[int, int], num_frames: int = 3,
+                 max_motion: float | None = None, num_layers: tuple[int, int] = (2, 6),
+                 photo_fraction: float = 0.4) -> list[Layer]:
+    """A random layered scene: background plus ``num_layers`` (inclusive range) foreground shapes."""
+    height, width = size
+    max_motion = 0.25 * width if max_motion is None else float(max_motion)
+    pad = int(0.15 * max(height, width))
+    bg_size = (height + 2 * pad, width + 2 * pad)
+    layers = [Layer(
+        texture=random_texture(rng, *bg_size, photo_fraction=photo_fraction), alpha=None,
+        homographies=_trajectory(rng, num_frames=num_frames, tex_size=bg_size,
+                                 position=np.array([width / 2.0, height / 2.0]),
+                                 extent=0.5 * math.hypot(height, width),
+                                 budget=_motion_magnitude(rng, max_motion), background=True))]
+    short = min(height, width)
+    for _ in range(int(rng.integers(num_layers[0], num_layers[1] + 1))):
+        radius = short * float(np.exp(rng.uniform(math.log(0.07), math.log(0.45))))
+        side = int(2 * radius) + 5
+        layers.append(Layer(
+            texture=random_texture(rng, side, side, photo_fraction=photo_fraction),
+            alpha=shape_alpha(rng, side),
+            homographies=_trajectory(rng, num_frames=num_frames, tex_size=(side, side),
+                                     position=rng.uniform([0.0, 0.0], [width, height]), extent=radius,
+                                     budget=_motion_magnitude(rng, max_motion), background=False)))
+    return layers
+
+
+# --------------------------------------------------------------------------------------------- dataset
+def worker_init_fn(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: one OpenCV thread per worker, the cores are shared with training."""
+    del worker_id
+    cv2.setNumThreads(1)
+
+
+class SyntheticFlowDataset(Dataset):
+    """Map-style dataset of layered scenes; sample ``idx`` depends only on ``(seed, idx)``.
+
+    Each sample is a dict of tensors:
+
+    - ``clean``, ``degraded``: [F, 3, H, W] float32 in [0, 1];
+    - ``flow_fwd`` (frame i -> i+1), ``flow_bwd`` (i+1 -> i): [F-1, 2, H, W] float32 px, .flo
+      convention (+x right, +y down);
+    - ``valid_fwd``/``valid_bwd``, ``occ_fwd``/``occ_bwd``: [F-1, H, W] float32 0/1 (module doc);
+    - ``degrade_level``: int64 scalar, index into :data:`DEGRADE_LEVELS` (0 = clean).
+
+    ``degrade_preset`` is a preset of :mod:`daflow_vfx.degrade`, a mapping of preset names (and
+    "clean") to weights drawn per sample, or None for degraded = clean. ``clean_fraction`` of the
+    samples stay clean whatever the preset, so the model also sees pristine input.
+    """
+
+    def __init__(self, *, size: tuple[int, int] = (128, 160), num_frames: int = 3, seed: int = 0,
+                 length: int = 100_000, degrade_preset: str | Mapping[str, float] | None = "random",
+                 clean_fraction: float = 0.1, max_motion: float | None = None,
+                 num_layers: tuple[int, int] = (2, 6), photo_fraction: float = 0.4) -> None:
+        if num_frames < 2:
+            raise UsageError(f"SyntheticFlowDataset needs num_frames >= 2; got {num_frames}")
+        if isinstance(degrade_preset, str):
+            weights = {degrade_preset: 1.0}
+        elif degrade_preset is None:
+            weights = {"clean": 1.0}
+        else:
+            weights = dict(degrade_preset)
+        unknown = sorted(set(weights) - set(DEGRADE_LEVELS))
+        if unknown or not weights or min(weights.values()) < 0 or sum(weights.values()) <= 0:
+            raise UsageError(f"degrade_preset {degrade_preset!r}: use one of {', '.join(DEGRADE_LEVELS)} "
+                             "or a mapping of them to non-negative weights")
+        self.size = (int(size[0]), int(size[1]))
+        self.num_frames = int(num_frames)
+        self.seed = int(seed)
+        self.length = int(length)
+        self.clean_fraction = float(clean_fraction) if degrade_preset is not None else 1.0
+        self.max_motion = 0.25 * self.size[1] if max_motion is None else float(max_motion)
+        self.num_layers = (int(num_layers[0]), int(num_layers[1]))
+        self.photo_fraction = float(photo_fraction)
+        self._levels = list(weights)
+        total = sum(weights.values())
+        self._probs = np.array([weights[k] / total for k in self._levels])
+
+    def __len__(self) -> int:
+        return self.length
+
+    def sample_numpy(self, idx: int) -> dict[str, np.ndarray]:
+        """The sample as numpy arrays, frames [F, H, W, 3] and flows [F-1, H, W, 2] (channels last)."""
+        if not -self.length <= idx < self.length:
+            raise IndexError(f"sample {idx} is outside this dataset of {self.length}")
+        idx %= self.length
+        rng = np.random.default_rng([self.seed, idx])
+        layers = sample_scene(rng, size=self.size, num_frames=self.num_frames, max_motion=self.max_motion,
+                              num_layers=self.num_layers, photo_fraction=self.photo_fraction)
+        scene = render_layers(layers, size=self.size)
+        level = self._levels[int(rng.choice(len(self._levels), p=self._probs))]
+        degrade_seed = int(rng.integers(2**62))
+        if rng.random() < self.clean_fraction:
+            level = "clean"
+        if level == "clean":
+            degraded = scene.frames.copy()
+        else:
+            degraded = degrade_clip(scene.frames, preset=level, seed=degrade_seed,
+                                    flows_forward=scene.flow_fwd)
+        return {
+            "clean": scene.frames, "degraded": degraded,
+            "flow_fwd": scene.flow_fwd, "flow_bwd": scene.flow_bwd,
+            "valid_fwd": scene.valid_fwd, "valid_bwd": scene.valid_bwd, "occ_fwd": scene.occ_fwd,
+            "occ_bwd": scene.occ_bwd, "degrade_level": np.int64(DEGRADE_LEVELS.index(level)),
+        }
+
+    def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
+        s = self.sample_numpy(idx)
+
+        def chw(a: np.ndarray) -> torch.Tensor:  # [N, H, W, C] -> [N, C, H, W]
+            return torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2), dtype=np.float32))
+
+        def mask(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(a.astype(np.float32))
+
+        return {
+            "clean": chw(s["clean"]), "degraded": chw(s["degraded"]),
+            "flow_fwd": chw(s["flow_fwd"]), "flow_bwd": chw(s["flow_bwd"]),
+            "valid_fwd": mask(s["valid_fwd"]), "valid_bwd": mask(s["valid_bwd"]),
+            "occ_fwd": mask(s["occ_fwd"]), "occ_bwd": mask(s["occ_bwd"]),
+            "degrade_level": torch.tensor(int(s["degrade_level"]), dtype=torch.int64),
+        }
