@@ -25,9 +25,9 @@ def main(verbose: int, quiet: bool) -> None:
 
 
 def _register() -> None:
-    from daflow_vfx.cli import demo, flow, info, models, render
+    from daflow_vfx.cli import bench, degrade, demo, flow, info, models, render, train
 
-    for module in (render, flow, info, models, demo):
+    for module in (render, flow, info, models, demo, degrade, train, bench):
         main.add_command(module.command)
 
 

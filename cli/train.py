@@ -1,0 +1,44 @@
+"""`daflow-vfx train`: two-stage training from a YAML config, and export of shipped weights."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group("train", invoke_without_command=True)
+@click.option("--config", type=click.Path(), default=None, help="Training YAML (configs/train_*.yaml).")
+@click.option("--out-dir", default=None, help="Override the config's out_dir.")
+@click.option("--max-minutes", type=float, default=None, help="Stop (with a checkpoint) after this long.")
+@click.option("--init-weights", default=None, help="Start from these safetensors (e.g. the shipped weights).")
+@click.pass_context
+def command(ctx: click.Context, config: str | None, out_dir: str | None, max_minutes: float | None,
+            init_weights: str | None) -> None:
+    """Train a DA-Flow variant (resumes from OUT_DIR/checkpoint.pt when present)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if config is None:
+        raise click.UsageError("give --config configs/train_compact.yaml (or use `train export`)")
+    from daflow_vfx.train.loop import TrainConfig, train
+
+    cfg = TrainConfig.from_yaml(config)
+    if out_dir is not None:
+        cfg.out_dir = out_dir
+    if max_minutes is not None:
+        cfg.max_minutes = max_minutes
+    if init_weights is not None:
+        cfg.init_weights = init_weights
+    report = train(cfg, progress=True)
+    val = "n/a" if report.val_epe is None else f"{report.val_epe:.3f}"
+    click.echo(f"Stopped at stage {report.stage} step {report.step}: loss {report.last_loss:.4f}, "
+               f"validation EPE {val}; weights {report.weights}")
+
+
+@command.command("export")
+@click.argument("run_dir")
+@click.option("-o", "--output", required=True, help="e.g. daflow_vfx/weights/daflow_compact.safetensors")
+@click.option("--model", default="daflow-compact", show_default=True)
+def export(run_dir: str, output: str, model: str) -> None:
+    """Write RUN_DIR's weights as float16 safetensors and print the sha256 for the registry."""
+    from daflow_vfx.train.export import export_run
+
+    click.echo(export_run(run_dir, output, model=model))

@@ -1,0 +1,60 @@
+"""Two-stage training loop: runs, logs, checkpoints, resumes, exports."""
+
+import json
+
+import pytest
+import torch
+
+from daflow_vfx.errors import ConfigError
+from daflow_vfx.model.weights import load_weights, read_metadata
+from daflow_vfx.train.export import export_run
+from daflow_vfx.train.loop import StageConfig, TrainConfig, train
+
+
+def _cfg(tmp_path, **kw):
+    base = dict(out_dir=str(tmp_path / "run"), crop=(32, 48), batch_size=1, workers=0, threads=1, iters=1,
+                stage1=StageConfig(steps=2, lr=1e-4, warmup=1),
+                stage2=StageConfig(steps=2, lr=1e-4, warmup=1),
+                val_every=2, val_samples=1, degrade={"clean": 1.0})
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.slow
+def test_two_stages_log_checkpoint_and_resume(tmp_path):
+    report = train(_cfg(tmp_path), progress=False)
+    run = tmp_path / "run"
+    recs = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["step"]) for r in recs] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in recs)
+    assert "val_epe" in recs[-1] and report.val_epe is not None
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert (ck["stage"], ck["step"]) == (2, 2)
+    # Resume: more stage-2 steps continue from the checkpoint instead of starting over.
+    train(_cfg(tmp_path, stage2=StageConfig(steps=3, lr=1e-4, warmup=1)), progress=False)
+    recs = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["step"]) for r in recs][-1] == (2, 3) and len(recs) == 5
+    # Export: float16, strict, metadata carried over; loads into a fresh model.
+    out = tmp_path / "shipped.safetensors"
+    digest = export_run(run, out, model="daflow-compact")
+    assert read_metadata(out)["dtype"] == "float16" and read_metadata(out)["step"] == "3"
+    from daflow_vfx.model.daflow import daflow_compact
+
+    assert load_weights(daflow_compact(), out, expected_sha256=digest) == digest
+
+
+def test_config_rejects_unknown_keys(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("model: daflow-compact\nlearning_rate: 3\n")
+    with pytest.raises(ConfigError, match="unknown keys learning_rate"):
+        TrainConfig.from_yaml(p)
+    p.write_text("stage2: {steps: 1, momentum: 0.9}\n")
+    with pytest.raises(ConfigError, match="unknown keys in stage2: momentum"):
+        TrainConfig.from_yaml(p)
+
+
+def test_shipped_config_parses():
+    from pathlib import Path
+
+    cfg = TrainConfig.from_yaml(Path(__file__).parents[2] / "configs" / "train_compact.yaml")
+    assert cfg.model == "daflow-compact" and cfg.stage1.steps > 0 and cfg.stage2.steps > 0
