@@ -25,9 +25,9 @@ def main(verbose: int, quiet: bool) -> None:
 
 
 def _register() -> None:
-    from daflow_vfx.cli import bench, degrade, demo, flow, info, models, render, train
+    from daflow_vfx.cli import bench, degrade, demo, flow, info, models, render, retime, stabilize, train
 
-    for module in (render, flow, info, models, demo, degrade, train, bench):
+    for module in (render, flow, info, models, demo, degrade, train, bench, retime, stabilize):
         main.add_command(module.command)
 
 

@@ -1,0 +1,88 @@
+"""`daflow-vfx retime`: slow motion, speed changes, frame-rate conversion and timing curves from flow."""
+
+from __future__ import annotations
+
+import click
+
+from daflow_vfx.cli._common import (
+    ProgressPrinter,
+    colorspace_option,
+    config_option,
+    device_option,
+    dtype_option,
+    exr_options,
+    layer_option,
+    model_option,
+    tile_options,
+)
+
+
+@click.command("retime")
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--output", required=True, metavar="OUTPUT",
+              help="Image pattern with a frame token (out/sh010.####.exr, .png, .tif) or a video "
+              "(.mp4, .mov).")
+@click.option("--speed", type=float, default=None,
+              help="Output speed: 0.25 is 4x slow motion, 2 double speed. Outputs never land on source "
+              "frames when others are synthesised (no pulsing; see --phase).")
+@click.option("--fps", "rate", default=None, metavar="SRC:DST",
+              help="Frame-rate conversion, e.g. 24:60 or 24000/1001:25.")
+@click.option("--curve", type=click.Path(dir_okay=False), default=None,
+              help="YAML timing curve: keys output_frame: source_frame, interpolation linear|smooth.")
+@click.option("--phase", type=float, default=None,
+              help="With --speed: fraction of a frame to offset the first output by (default automatic).")
+@click.option("--method", type=click.Choice(["motion", "blend", "nearest"]), default="motion",
+              show_default=True, help="motion: flow-based synthesis; blend: frame mix; nearest: frame hold.")
+@click.option("--splat", type=click.Choice(["softmax", "average"]), default="softmax", show_default=True,
+              help="How overlapping motion-warped pixels are combined.")
+@click.option("--shutter", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="Motion blur: open fraction of the output frame (0.5 = 180 degrees); 0 = none.")
+@click.option("--shutter-samples", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Sub-frames averaged for --shutter.")
+@click.option("--cuts", default="auto", show_default=True,
+              help="Scene cuts: auto (detect), none, or the first frames of new shots (e.g. 1025,1090).")
+@click.option("--vectors", default=None, metavar="PATTERN",
+              help="Reuse motion-vector EXRs from `daflow-vfx render` (e.g. vectors/sh010.####.exr).")
+@model_option
+@device_option
+@dtype_option
+@click.option("--frames", default=None, metavar="SPEC",
+              help="Output frames to write, Deadline syntax (image sequences only; default: all).")
+@colorspace_option
+@layer_option
+@click.option("--start-frame", type=int, default=1, show_default=True,
+              help="Plate frame number of a video's first frame.")
+@exr_options
+@tile_options
+@config_option
+def command(input_path: str, output: str, speed: float | None, rate: str | None, curve: str | None,
+            phase: float | None, method: str, splat: str, shutter: float, shutter_samples: int, cuts: str,
+            vectors: str | None, model: str, device: str, dtype: str, frames: str | None,
+            input_colorspace: str, layer: str | None, start_frame: int, compression: str, float32: bool,
+            tile: int | None, tile_pad: int) -> None:
+    """Retime INPUT (image sequence, image or video): slow motion, speed-ups, fps conversion, curves.
+
+    EXR output keeps the plate's values (linear in, linear out); a JSON sidecar OUTPUT.retime.json
+    records which source time, method and cut flag made each output frame. Speed and fps outputs are
+    numbered from the plate's first frame; curve outputs as keyed.
+    """
+    from daflow_vfx.vfx.retiming import RetimeJob, run_retime
+
+    job = RetimeJob(
+        input=input_path, output=output, speed=speed, fps=rate, curve=curve, phase=phase, method=method,
+        splat=splat, shutter=shutter, shutter_samples=shutter_samples, cuts=cuts, vectors=vectors,
+        model=model, device=device, dtype=dtype, frames=frames, input_colorspace=input_colorspace,
+        layer=layer, start_frame=start_frame, half=not float32, compression=compression, tile=tile,
+        tile_pad=tile_pad,
+    )
+    with ProgressPrinter("frame") as progress:
+        report = run_retime(job, progress=progress)
+    written = report.frames
+    span = f"{written[0].frame}-{written[-1].frame}" if written else "none"
+    line = (f"Wrote {len(written)} frame(s) ({span}, {report.mode}) to {report.output}; "
+            f"frame map in {report.sidecar}")
+    if report.estimator:
+        line += f"; flow: {report.estimator}"
+    if report.cuts:
+        line += f"; cut(s) after frame(s) {', '.join(str(n) for n in report.cuts)}"
+    click.echo(f"{line} ({report.seconds:.1f} s)")
