@@ -11,7 +11,7 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from ..errors import DeviceError, ModelError
+from ..errors import ModelError
 from .base import FlowEstimator, WindowFlows
 
 DEFAULT_ITERS = 12
@@ -79,16 +79,6 @@ class DAFlowEstimator(FlowEstimator):
         )
 
 
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError(f"device {device!r} was asked for but CUDA is not available here; use --device cpu")
-    return device
-
-
 def _make(
     name: str,
     *,
@@ -98,6 +88,7 @@ def _make(
     iters: int | None = None,
     allow_random: bool = False,
 ) -> DAFlowEstimator:
+    from ..engine import resolve_device
     from ..model.weights import build_model
 
     model, entry, digest = build_model(name, weights=weights, allow_random=allow_random)
@@ -106,7 +97,7 @@ def _make(
         transform=entry.transform,
         name=name,
         weights_sha256=digest,
-        device=_resolve_device(device),
+        device=resolve_device(device),
         dtype=dtype,
         iters=iters or DEFAULT_ITERS,
     )

@@ -307,10 +307,29 @@ _COMPACT_DPT_OUT = 64
 _COMPACT_LEVELS, _COMPACT_RADIUS = 4, 3
 
 
+def _compact_cnn_and_refinement(*, dpt_context: int, cell: str) -> dict:
+    """The CNN encoders and refinement of the compact variant (shared with its ablation)."""
+    return dict(
+        feature_encoder=ConvEncoder(widths=(32, 32, 64, 96), out_channels=_COMPACT_FEATURE, norm="instance"),
+        context_encoder=ConvEncoder(
+            widths=(32, 32, 64, 96), out_channels=_COMPACT_HIDDEN + _COMPACT_CONTEXT, norm="none"
+        ),
+        update_block=UpdateBlock(
+            corr_channels=_COMPACT_LEVELS * (2 * _COMPACT_RADIUS + 1) ** 2,
+            context_channels=_COMPACT_CONTEXT + dpt_context,
+            hidden=_COMPACT_HIDDEN,
+            cell=cell,
+        ),
+        hidden_channels=_COMPACT_HIDDEN,
+        corr_levels=_COMPACT_LEVELS,
+        corr_radius=_COMPACT_RADIUS,
+    )
+
+
 def daflow_compact(
     *, lift: bool = True, cell: str = "convnext", feature_timesteps: Sequence[float] = (0.5,)
 ) -> DAFlow:
-    """The CPU-sized DA-Flow (~11 M parameters): pixel patches instead of the VAE, 6 joint blocks."""
+    """The CPU-sized DA-Flow (12.6 M parameters): pixel patches instead of the VAE, 6 joint blocks."""
     backbone = LiftedMMDiT(
         in_channels=3,
         patch_size=16,
@@ -334,19 +353,7 @@ def daflow_compact(
         dpt_query=q,
         dpt_key=k,
         dpt_context=c,
-        feature_encoder=ConvEncoder(widths=(32, 32, 64, 96), out_channels=_COMPACT_FEATURE, norm="instance"),
-        context_encoder=ConvEncoder(
-            widths=(32, 32, 64, 96), out_channels=_COMPACT_HIDDEN + _COMPACT_CONTEXT, norm="none"
-        ),
-        update_block=UpdateBlock(
-            corr_channels=_COMPACT_LEVELS * (2 * _COMPACT_RADIUS + 1) ** 2,
-            context_channels=_COMPACT_CONTEXT + _COMPACT_DPT_OUT,
-            hidden=_COMPACT_HIDDEN,
-            cell=cell,
-        ),
-        hidden_channels=_COMPACT_HIDDEN,
-        corr_levels=_COMPACT_LEVELS,
-        corr_radius=_COMPACT_RADIUS,
+        **_compact_cnn_and_refinement(dpt_context=_COMPACT_DPT_OUT, cell=cell),
         feature_timesteps=feature_timesteps,
         # 2048 tokens per frame: a 720p frame keeps its full 1/16 grid; larger ones are scaled down.
         max_backbone_tokens=2048,
@@ -361,19 +368,7 @@ def daflow_compact_cnn(*, cell: str = "convnext") -> DAFlow:
         dpt_query=None,
         dpt_key=None,
         dpt_context=None,
-        feature_encoder=ConvEncoder(widths=(32, 32, 64, 96), out_channels=_COMPACT_FEATURE, norm="instance"),
-        context_encoder=ConvEncoder(
-            widths=(32, 32, 64, 96), out_channels=_COMPACT_HIDDEN + _COMPACT_CONTEXT, norm="none"
-        ),
-        update_block=UpdateBlock(
-            corr_channels=_COMPACT_LEVELS * (2 * _COMPACT_RADIUS + 1) ** 2,
-            context_channels=_COMPACT_CONTEXT,
-            hidden=_COMPACT_HIDDEN,
-            cell=cell,
-        ),
-        hidden_channels=_COMPACT_HIDDEN,
-        corr_levels=_COMPACT_LEVELS,
-        corr_radius=_COMPACT_RADIUS,
+        **_compact_cnn_and_refinement(dpt_context=0, cell=cell),
     )
 
 
