@@ -182,6 +182,19 @@ def config_option(func: F) -> F:
 # options shared by several commands
 
 
+def weights_options(func: F) -> F:
+    """``--weights`` (local weights for a learned model) and ``--iters`` (refinement iterations)."""
+    func = click.option(
+        "--iters", type=click.IntRange(min=1), default=None,
+        help="Refinement iterations of a learned model (default 12); fewer is faster.",
+    )(func)
+    return click.option(
+        "--weights", default=None, metavar="PATH",
+        help="Local weights for --model: a .safetensors file (or the daflow-full folder with "
+        "transformer/, vae/, flow/). Nothing is ever downloaded.",
+    )(func)
+
+
 def model_option(func: F) -> F:
     from daflow_vfx.estimators import model_names, resolve_default_model
 

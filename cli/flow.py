@@ -14,6 +14,7 @@ from daflow_vfx.cli._common import (
     layout_option,
     model_option,
     tile_options,
+    weights_options,
 )
 
 
@@ -24,6 +25,7 @@ from daflow_vfx.cli._common import (
               help=".flo: Middlebury forward flow (+v down); .exr: forward and backward vectors.")
 @layout_option()
 @model_option
+@weights_options
 @device_option
 @dtype_option
 @colorspace_option
@@ -33,11 +35,13 @@ from daflow_vfx.cli._common import (
 @config_option
 def command(image1: str, image2: str, output: str, layout: str, model: str, device: str, dtype: str,
             input_colorspace: str, layer: str | None, compression: str, float32: bool, tile: int | None,
-            tile_pad: int) -> None:
+            tile_pad: int,
+            weights: str | None = None, iters: int | None = None) -> None:
     """Estimate the optical flow from IMAGE1 to IMAGE2."""
     from daflow_vfx.engine import FlowJob, flow_pair
 
     job = FlowJob(
+        weights=weights, iters=iters,
         image1=image1, image2=image2, output=output, model=model, device=device, dtype=dtype,
         input_colorspace=input_colorspace, layer=layer, layout=layout, half=not float32,
         compression=compression, tile=tile, tile_pad=tile_pad,

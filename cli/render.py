@@ -15,6 +15,7 @@ from daflow_vfx.cli._common import (
     layout_option,
     model_option,
     tile_options,
+    weights_options,
 )
 
 
@@ -26,6 +27,7 @@ from daflow_vfx.cli._common import (
               help="Frames to render in Deadline syntax: 1001-1100, 1-100x5, 1,5,10-20 (default: all).")
 @layout_option()
 @model_option
+@weights_options
 @device_option
 @dtype_option
 @colorspace_option
@@ -41,12 +43,14 @@ from daflow_vfx.cli._common import (
 @config_option
 def command(input_path: str, output: str, frames: str | None, layout: str, model: str, device: str,
             dtype: str, input_colorspace: str, layer: str | None, start_frame: int, compression: str,
-            float32: bool, skip_existing: bool, allow_gaps: bool, tile: int | None, tile_pad: int) -> None:
+            float32: bool, skip_existing: bool, allow_gaps: bool, tile: int | None, tile_pad: int,
+            weights: str | None = None, iters: int | None = None) -> None:
     """Render motion-vector EXRs for INPUT (image sequence such as plate.####.exr, image or video)."""
     from daflow_vfx.engine import RenderJob, render
     from daflow_vfx.frames import format_frame_spec
 
     job = RenderJob(
+        weights=weights, iters=iters,
         input=input_path, output=output, frames=frames, layout=layout, model=model, device=device,
         dtype=dtype, input_colorspace=input_colorspace, layer=layer, start_frame=start_frame,
         compression=compression, half=not float32, skip_existing=skip_existing, allow_gaps=allow_gaps,

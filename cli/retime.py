@@ -14,6 +14,7 @@ from daflow_vfx.cli._common import (
     layer_option,
     model_option,
     tile_options,
+    weights_options,
 )
 
 
@@ -44,6 +45,7 @@ from daflow_vfx.cli._common import (
 @click.option("--vectors", default=None, metavar="PATTERN",
               help="Reuse motion-vector EXRs from `daflow-vfx render` (e.g. vectors/sh010.####.exr).")
 @model_option
+@weights_options
 @device_option
 @dtype_option
 @click.option("--frames", default=None, metavar="SPEC",
@@ -59,7 +61,8 @@ def command(input_path: str, output: str, speed: float | None, rate: str | None,
             phase: float | None, method: str, splat: str, shutter: float, shutter_samples: int, cuts: str,
             vectors: str | None, model: str, device: str, dtype: str, frames: str | None,
             input_colorspace: str, layer: str | None, start_frame: int, compression: str, float32: bool,
-            tile: int | None, tile_pad: int) -> None:
+            tile: int | None, tile_pad: int,
+            weights: str | None = None, iters: int | None = None) -> None:
     """Retime INPUT (image sequence, image or video): slow motion, speed-ups, fps conversion, curves.
 
     EXR output keeps the plate's values (linear in, linear out); a JSON sidecar OUTPUT.retime.json
@@ -69,6 +72,7 @@ def command(input_path: str, output: str, speed: float | None, rate: str | None,
     from daflow_vfx.vfx.retiming import RetimeJob, run_retime
 
     job = RetimeJob(
+        weights=weights, iters=iters,
         input=input_path, output=output, speed=speed, fps=rate, curve=curve, phase=phase, method=method,
         splat=splat, shutter=shutter, shutter_samples=shutter_samples, cuts=cuts, vectors=vectors,
         model=model, device=device, dtype=dtype, frames=frames, input_colorspace=input_colorspace,

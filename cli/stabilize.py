@@ -14,6 +14,7 @@ from daflow_vfx.cli._common import (
     layer_option,
     model_option,
     tile_options,
+    weights_options,
 )
 from daflow_vfx.vfx.stabilization import FILLS, FITS, INTERPOLATIONS, METHODS, MODES
 
@@ -58,6 +59,7 @@ from daflow_vfx.vfx.stabilization import FILLS, FITS, INTERPOLATIONS, METHODS, M
 @click.option("--frames", default=None, metavar="SPEC",
               help="A contiguous frame range such as 1001-1100 (default: the whole plate).")
 @model_option
+@weights_options
 @device_option
 @dtype_option
 @colorspace_option
@@ -72,7 +74,8 @@ def command(input_path: str, output: str, mode: str, fit: str, method: str, smoo
             stmap: str | None, nk: str | None, json_path: str | None, vectors: str | None,
             frames: str | None, model: str, device: str, dtype: str, input_colorspace: str,
             layer: str | None, start_frame: int, compression: str, float32: bool, tile: int | None,
-            tile_pad: int) -> None:
+            tile_pad: int,
+            weights: str | None = None, iters: int | None = None) -> None:
     """Stabilize INPUT (image sequence such as plate.####.exr, or video) using its optical flow."""
     from daflow_vfx.frames import format_frame_spec
     from daflow_vfx.vfx.stabilization import StabilizeJob, StabilizeSettings, parse_crop, run_stabilize
@@ -81,6 +84,7 @@ def command(input_path: str, output: str, mode: str, fit: str, method: str, smoo
                                  strength=strength, crop=parse_crop(crop), fill=fill, margin=margin,
                                  interpolation=interpolation)
     job = StabilizeJob(
+        weights=weights, iters=iters,
         input=input_path, output=output, settings=settings, fps=fps, frames=frames, vectors=vectors,
         stmap=stmap, nk=nk, json_path=json_path, model=model, device=device, dtype=dtype, tile=tile,
         tile_pad=tile_pad,

@@ -212,6 +212,8 @@ class FlowEngine:
         tile: int | None = None,
         tile_pad: int = 32,
         prefetch: int = 4,
+        weights: str | None = None,
+        iters: int | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = check_dtype(dtype)
@@ -220,7 +222,8 @@ class FlowEngine:
         if int(tile_pad) < 0:
             raise UsageError(f"--tile-pad must be zero or more pixels, got {tile_pad}")
         if isinstance(estimator, str):
-            estimator = load_estimator(estimator, device=self.device, dtype=self.dtype)
+            estimator = load_estimator(estimator, device=self.device, dtype=self.dtype, weights=weights,
+                                       iters=iters)
         self.estimator = estimator
         self.tile = None if tile is None else int(tile)
         self.tile_pad = int(tile_pad)
@@ -639,6 +642,8 @@ class FlowJob:
     compression: str = "zip"
     tile: int | None = None
     tile_pad: int = 32
+    weights: str | None = None
+    iters: int | None = None
 
 
 @dataclass(kw_only=True)
@@ -679,7 +684,8 @@ def flow_pair(job: FlowJob) -> FlowReport:
     if bad1 or bad2:
         log.warning("sanitised %d NaN/Inf/negative pixel(s) in the inputs", bad1 + bad2)
     prepare_output_folder(os.path.dirname(job.output))
-    engine = FlowEngine(job.model, device=device, dtype=job.dtype, tile=job.tile, tile_pad=job.tile_pad)
+    engine = FlowEngine(job.model, device=device, dtype=job.dtype, tile=job.tile, tile_pad=job.tile_pad,
+                        weights=job.weights, iters=job.iters)
     result = engine.estimate_window(np.stack([first, second]))
     forward, backward = result.forward[0], result.backward[0]  # [H, W, 2] each
     estimator = engine.estimator

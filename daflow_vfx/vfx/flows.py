@@ -26,6 +26,8 @@ class FlowOptions:
     dtype: str = "float32"
     tile: int | None = None
     tile_pad: int = 32
+    weights: str | None = None
+    iters: int | None = None
 
 
 def compute_flows(
@@ -33,7 +35,7 @@ def compute_flows(
 ) -> dict[int, FrameFlows]:
     """Flows for ``frames`` of a plate spanning ``first..last``; ``read_display(frame)`` -> [H, W, 3]."""
     engine = FlowEngine(options.model, device=options.device, dtype=options.dtype, tile=options.tile,
-                        tile_pad=options.tile_pad)
+                        tile_pad=options.tile_pad, weights=options.weights, iters=options.iters)
     return {ff.frame: ff for ff in engine.flows(read_display, frames, first=first, last=last)}
 
 

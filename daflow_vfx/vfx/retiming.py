@@ -378,6 +378,8 @@ class RetimeJob:
     compression: str = "zip"
     tile: int | None = None
     tile_pad: int = 32
+    weights: str | None = None
+    iters: int | None = None
 
 
 @dataclass(kw_only=True)
@@ -813,7 +815,8 @@ def run_retime(job: RetimeJob, *, progress: Callable[[int, int], None] | None = 
             from daflow_vfx.estimators import load_estimator
 
             device = device_for_model(job.model, job.device)
-            estimator = load_estimator(job.model, device=device, dtype=job.dtype)
+            estimator = load_estimator(job.model, device=device, dtype=job.dtype, weights=job.weights,
+                                       iters=job.iters)
             engine = FlowEngine(estimator, device=device, dtype=job.dtype, tile=job.tile,
                                 tile_pad=job.tile_pad)
             report.estimator, report.device = f"{estimator.name} {estimator.version}", device

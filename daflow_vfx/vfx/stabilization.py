@@ -829,6 +829,8 @@ class StabilizeJob:
     dtype: str = "float32"
     tile: int | None = None  # flow in overlapping tiles of at most this many pixels (large plates)
     tile_pad: int = 32
+    weights: str | None = None  # local weights for a learned --model
+    iters: int | None = None  # refinement iterations of a learned model
     input_colorspace: str = "auto"
     layer: str | None = None
     start_frame: int = 1
@@ -1061,7 +1063,7 @@ def run_stabilize(job: StabilizeJob, *, progress: Progress | None = None) -> Sta
 
             device = device_for_model(job.model, job.device)
             engine = FlowEngine(job.model, device=device, dtype=job.dtype, tile=job.tile,
-                                tile_pad=job.tile_pad)
+                                tile_pad=job.tile_pad, weights=job.weights, iters=job.iters)
             estimator_name = engine.estimator.name
 
             def read_display(frame: int) -> np.ndarray:
