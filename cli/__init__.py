@@ -25,9 +25,21 @@ def main(verbose: int, quiet: bool) -> None:
 
 
 def _register() -> None:
-    from daflow_vfx.cli import bench, degrade, demo, flow, info, models, render, retime, stabilize, train
+    from daflow_vfx.cli import (
+        bench,
+        degrade,
+        demo,
+        flow,
+        info,
+        models,
+        nuke,
+        render,
+        retime,
+        stabilize,
+        train,
+    )
 
-    for module in (render, flow, info, models, demo, degrade, train, bench, retime, stabilize):
+    for module in (render, flow, info, models, demo, degrade, train, bench, retime, stabilize, nuke):
         main.add_command(module.command)
 
 
