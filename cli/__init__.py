@@ -27,6 +27,7 @@ def main(verbose: int, quiet: bool) -> None:
 def _register() -> None:
     from daflow_vfx.cli import (
         bench,
+        blender,
         degrade,
         demo,
         flow,
@@ -39,7 +40,8 @@ def _register() -> None:
         train,
     )
 
-    for module in (render, flow, info, models, demo, degrade, train, bench, retime, stabilize, nuke):
+    for module in (render, flow, info, models, demo, degrade, train, bench, retime, stabilize, nuke,
+                   blender):
         main.add_command(module.command)
 
 

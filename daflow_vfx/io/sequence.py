@@ -193,8 +193,36 @@ def select_rgb_channels(channels: list[str], layer: str | None, *, path: str) ->
                      "channel; pick another layer")
 
 
+# magic -> (byte order, offset of the header's "total file size" field)
+_SIZED_HEADERS = {b"SDPX": (">", 16), b"XPDS": ("<", 16),
+                  b"\x80\x2a\x5f\xd7": (">", 20), b"\xd7\x5f\x2a\x80": ("<", 20)}
+
+
+def _check_declared_size(path: str, what: str) -> None:
+    """DPX and Cineon headers declare the total file size. Some OpenImageIO builds (e.g. 3.0) read a
+    truncated file without an error and return the missing rows as zeros, so compare the sizes here."""
+    import struct
+
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(24)
+        actual = os.path.getsize(path)
+    except OSError:
+        return  # the read below reports it
+    found = _SIZED_HEADERS.get(head[:4])
+    if found is None or len(head) < found[1] + 4:
+        return
+    order, at = found
+    (declared,) = struct.unpack(f"{order}I", head[at:at + 4])
+    if declared > actual:
+        raise CorruptFileError(f"{path}: {what} is truncated ({actual} of {declared} bytes); re-render or "
+                               "replace the file")
+
+
 def _read_subimage(inp: Any, path: str, what: str, subimage: int, chbegin: int, chend: int) -> np.ndarray:
     """Read channels [chbegin, chend) of one subimage at the display window size, error-checked."""
+    if inp.format_name() in ("dpx", "cineon"):
+        _check_declared_size(path, what)
     if not inp.seek_subimage(subimage, 0):
         raise CorruptFileError(f"{path}: {what} has no part {subimage} ({one_line(inp.geterror())}); "
                                "re-render or replace the file")

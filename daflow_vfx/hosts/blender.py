@@ -1,0 +1,548 @@
+"""Everything the Blender extension does that does not need Blender: panel settings -> `daflow-vfx`
+command lines, the non-blocking background process with its ``Progress: NN%`` lines, building the
+extension zip, and installing it.
+
+The extension (``plugins/blender``) reads its panel properties into :class:`ActionSettings`, calls these
+functions and wires the result back into Blender (strips, compositor nodes). Blender's own Python never
+imports torch: the work runs in a separate process, either the ``daflow-vfx`` command (preference,
+``$DAFLOW_VFX_EXECUTABLE`` or PATH, as for the Nuke plugin) or an external Python interpreter / venv
+chosen in the add-on preferences, so a GPU build of torch stays outside Blender.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from daflow_vfx.errors import InputError, OutputError, UsageError
+from daflow_vfx.hosts.nuke import COLORSPACES, EXECUTABLE_ENV, parse_progress, resolve_executable
+
+__all__ = [
+    "ACTIONS",
+    "EXTENSION_ID",
+    "REQUIRED_MANIFEST_FIELDS",
+    "ActionSettings",
+    "BackgroundJob",
+    "JobResult",
+    "build_extension",
+    "check_manifest",
+    "command_line",
+    "install",
+    "output_pattern",
+    "parse_progress",
+    "plugin_dir",
+    "python_command",
+    "read_manifest",
+    "resolve_command",
+]
+
+EXTENSION_ID = "daflow_vfx"
+ACTIONS = ("render", "retime", "stabilize")
+REQUIRED_MANIFEST_FIELDS = ("schema_version", "id", "name", "tagline", "version", "type", "maintainer",
+                            "license", "blender_version_min")
+# files the zip never carries
+_SKIP_PARTS = {"__pycache__", ".git", ".DS_Store"}
+_SKIP_SUFFIXES = {".pyc", ".pyo", ".blend1"}
+# what `-c` runs when the preference names a Python interpreter rather than the daflow-vfx command
+_CLI_SNIPPET = "import sys; from daflow_vfx.cli import main; sys.exit(main())"
+
+
+# --------------------------------------------------------------------------------------------------
+# panel settings -> command line
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActionSettings:
+    """One panel action: what the extension read from Blender, as plain values."""
+
+    action: str  # "render" (Compute Vectors), "retime" or "stabilize"
+    input: str  # the plate on disk: image sequence pattern (name.####.ext) or a movie file
+    output_folder: str
+    name: str = "daflow"  # base name of the files written
+    frame_range: str = ""  # Deadline spec; "" = the whole source
+    start_frame: int = 1  # plate frame number of a movie's first frame
+    model: str = "default"
+    device: str = "auto"
+    input_colorspace: str = "auto"
+    layout: str = "blender"  # render: Blender's Vector pass (or both)
+    # retime
+    speed: float = 0.5
+    target_fps: str = ""  # "SRC:DST" (e.g. 24:60); wins over speed when set
+    # stabilize
+    mode: str = "similarity"
+    smooth: float = 0.5  # seconds
+    crop: str = "auto"
+    fps: float | None = None
+
+
+def output_pattern(settings: ActionSettings) -> str:
+    """``output_folder/<name>.<action>.####.exr`` (vectors, retimed or stabilized frames)."""
+    folder = settings.output_folder.strip()
+    if not folder:
+        raise UsageError(f"{settings.action}: the output folder is empty; set it in the DAFlow panel")
+    name = settings.name.strip() or "daflow"
+    if "/" in name or os.sep in name:
+        raise UsageError(f"{settings.action}: name {name!r} must be a file name; put folders in the output "
+                         "folder")
+    kind = {"render": "vectors", "retime": "retime", "stabilize": "stabilize"}[settings.action]
+    return os.path.join(os.path.abspath(os.path.expanduser(folder)), f"{name}.{kind}.####.exr")
+
+
+def _check(settings: ActionSettings) -> None:
+    if settings.action not in ACTIONS:
+        raise UsageError(f"unknown action {settings.action!r}; choose one of {', '.join(ACTIONS)}")
+    if not settings.input.strip():
+        raise InputError(f"{settings.action}: no source; select a clip or an image/movie strip")
+    if settings.input_colorspace not in COLORSPACES:
+        raise UsageError(f"unknown input colourspace {settings.input_colorspace!r}; choose one of "
+                         f"{', '.join(COLORSPACES)}")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", settings.device):
+        raise UsageError(f"unknown device {settings.device!r}; use auto, cpu, cuda, cuda:N or mps")
+    if settings.action == "retime" and not settings.target_fps.strip() and not settings.speed > 0:
+        raise UsageError(f"retime: speed {settings.speed} must be > 0, or set a target fps such as 24:60")
+
+
+def action_args(settings: ActionSettings) -> list[str]:
+    """The arguments after the executable, e.g. ``render INPUT -o OUT --layout blender ...``."""
+    _check(settings)
+    args = [settings.action, settings.input, "-o", output_pattern(settings), "--model", settings.model,
+            "--device", settings.device, "--input-colorspace", settings.input_colorspace,
+            "--start-frame", str(int(settings.start_frame))]
+    if settings.frame_range.strip():
+        args += ["--frames", settings.frame_range.strip()]
+    if settings.action == "render":
+        args += ["--layout", settings.layout]
+    elif settings.action == "retime":
+        rate = settings.target_fps.strip()
+        args += ["--fps", rate] if rate else ["--speed", repr(float(settings.speed))]
+    else:
+        args += ["--mode", settings.mode, "--smooth", repr(float(settings.smooth)), "--crop",
+                 settings.crop.strip() or "auto"]
+        if settings.fps:
+            args += ["--fps", repr(float(settings.fps))]
+    return args
+
+
+def python_command(python: str) -> list[str]:
+    """The words that run daflow-vfx with an external interpreter: a python executable, or a venv folder
+    (its ``bin/python`` / ``Scripts/python.exe``)."""
+    path = Path(os.path.expanduser(python.strip()))
+    if path.is_dir():
+        for candidate in (path / "bin" / "python", path / "bin" / "python3", path / "Scripts" / "python.exe"):
+            if candidate.is_file():
+                path = candidate
+                break
+        else:
+            raise UsageError(f"{path}: no bin/python in this folder; point the DAFlow preference at a "
+                             "venv or a python executable")
+    elif not path.is_file():
+        raise UsageError(f"{path}: no such Python interpreter; fix the DAFlow add-on preference")
+    return [str(path), "-c", _CLI_SNIPPET]
+
+
+def resolve_command(*, python: str = "", executable: str = "",
+                    env: Mapping[str, str] | None = None) -> list[str]:
+    """The words that run daflow-vfx: the preference's Python (interpreter or venv) when set, else the
+    executable preference, ``$DAFLOW_VFX_EXECUTABLE`` or ``daflow-vfx`` on PATH."""
+    if python.strip():
+        return python_command(python)
+    return resolve_executable(executable, env)
+
+
+def command_line(settings: ActionSettings, *, python: str = "", executable: str = "",
+                 env: Mapping[str, str] | None = None) -> list[str]:
+    return [*resolve_command(python=python, executable=executable, env=env), *action_args(settings)]
+
+
+# --------------------------------------------------------------------------------------------------
+# the background process, polled from Blender's timers (never blocking the UI)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobResult:
+    returncode: int
+    cancelled: bool
+    error: str | None  # the last ``Error: ...`` line, or the last line when the process failed
+    lines: tuple[str, ...]
+
+
+@dataclass(kw_only=True)
+class BackgroundJob:
+    """A `daflow-vfx` child process whose output a helper thread collects; :meth:`poll` never blocks.
+
+    Blender polls it from a timer or a modal operator; tests call :meth:`wait`.
+    """
+
+    argv: list[str]
+    env: Mapping[str, str] | None = None
+    progress: int = 0
+    lines: list[str] = field(default_factory=list)
+    result: JobResult | None = None
+    _proc: subprocess.Popen | None = None
+    _queue: queue.Queue = field(default_factory=queue.Queue)
+    _cancelled: bool = False
+    _reader: threading.Thread | None = None
+
+    def start(self) -> BackgroundJob:
+        try:
+            self._proc = subprocess.Popen(list(self.argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                          text=True, bufsize=1,
+                                          env=None if self.env is None else dict(self.env))
+        except OSError as exc:
+            raise UsageError(f"cannot run {self.argv[0]!r} ({exc.strerror or exc}); set the DAFlow add-on "
+                             f"preference (Python or executable) or ${EXECUTABLE_ENV}") from None
+        self._reader = threading.Thread(target=self._pump, name="daflow-blender-output", daemon=True)
+        self._reader.start()
+        return self
+
+    def _pump(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            self._queue.put(line.rstrip("\r\n"))
+        self._queue.put(None)
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self.result is None
+
+    def poll(self) -> JobResult | None:
+        """Take the lines printed so far, update :attr:`progress`; the result once the process ended."""
+        if self.result is not None:
+            return self.result
+        assert self._proc is not None, "start() the job first"
+        ended = False
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if line is None:
+                ended = True
+                break
+            self.lines.append(line)
+            percent = parse_progress(line)
+            if percent is not None:
+                self.progress = percent
+        if self._proc.poll() is None:
+            return None
+        if not ended and self._reader is not None:
+            # the process ended: give the reader a moment for the last lines (a grandchild holding the
+            # pipe open must not hang Blender, hence the timeout)
+            self._reader.join(timeout=0.5)
+            while True:
+                try:
+                    line = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if line is not None:
+                    self.lines.append(line)
+        code = self._proc.returncode
+        errors = [ln for ln in self.lines if ln.startswith("Error:")]
+        error = errors[-1] if errors else None
+        if error is None and code != 0 and not self._cancelled:
+            error = next((ln for ln in reversed(self.lines) if ln.strip()), f"exit code {code}")
+        if code == 0 and not self._cancelled:
+            self.progress = 100
+        self.result = JobResult(returncode=code, cancelled=self._cancelled, error=error,
+                                lines=tuple(self.lines))
+        return self.result
+
+    def cancel(self, *, timeout: float = 5.0) -> None:
+        """Terminate the process (kill it after ``timeout`` seconds)."""
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        self._cancelled = True
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+    def wait(self, *, timeout: float | None = None, interval: float = 0.05) -> JobResult:
+        """Poll until the process ended (tests, scripts); cancel it and raise on ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (result := self.poll()) is None:
+            if deadline is not None and time.monotonic() > deadline:
+                self.cancel()
+                raise OutputError(f"{self.argv[0]}: still running after {timeout:.0f} s; cancelled")
+            time.sleep(interval)
+        return result
+
+
+# --------------------------------------------------------------------------------------------------
+# the extension zip
+
+
+def plugin_dir() -> Path:
+    """The extension folder: ``daflow_vfx/plugins_blender`` in an installed package, or the checkout's
+    ``plugins/blender`` (editable installs)."""
+    import importlib.util
+
+    candidates: list[Path] = []
+    try:
+        spec = importlib.util.find_spec("daflow_vfx.plugins_blender")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        candidates.extend(Path(p) for p in spec.submodule_search_locations)
+    package = Path(__file__).resolve().parent.parent  # daflow_vfx/
+    candidates += [package / "plugins_blender", package.parent / "plugins" / "blender"]
+    for candidate in candidates:
+        if (candidate / "blender_manifest.toml").is_file() and (candidate / "__init__.py").is_file():
+            return candidate
+    raise OutputError(f"the Blender extension folder is missing from this installation ({package}); "
+                      "reinstall daflow-vfx")
+
+
+def read_manifest(folder: str | os.PathLike | None = None) -> dict:
+    path = Path(folder or plugin_dir()) / "blender_manifest.toml"
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the extension manifest ({exc}); reinstall daflow-vfx") \
+            from None
+
+
+def check_manifest(manifest: Mapping) -> list[str]:
+    """Problems with a manifest (empty when Blender's ``extension validate`` would accept it)."""
+    problems = [f"missing field {name!r}" for name in REQUIRED_MANIFEST_FIELDS if not manifest.get(name)]
+    if manifest.get("type") not in (None, "add-on"):
+        problems.append(f"type {manifest.get('type')!r} must be 'add-on'")
+    for license_id in manifest.get("license", []) or []:
+        if not str(license_id).startswith("SPDX:"):
+            problems.append(f"license {license_id!r} must be an SPDX id such as 'SPDX:GPL-3.0-or-later'")
+    if not isinstance(manifest.get("license", []), list):
+        problems.append("license must be a list")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", str(manifest.get("id", "x"))):
+        problems.append(f"id {manifest.get('id')!r} must be a Python identifier")
+    files = (manifest.get("permissions") or {}).get("files")
+    if not files:
+        problems.append("[permissions] files needs a reason (the extension reads plates and writes frames)")
+    return problems
+
+
+def _manifest_with_wheels(text: str, wheels: Sequence[str]) -> str:
+    """The manifest text with a ``wheels = [...]`` line listing ``./wheels/<name>``."""
+    entries = ", ".join(f'"./wheels/{name}"' for name in wheels)
+    line = f"wheels = [{entries}]"
+    lines = [ln for ln in text.splitlines() if not re.match(r"\s*wheels\s*=", ln)]
+    # top-level keys must come before the first [table]
+    at = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("[")), len(lines))
+    lines.insert(at, line)
+    return "\n".join(lines) + "\n"
+
+
+def build_extension(output_dir: str | os.PathLike, *, source: str | os.PathLike | None = None,
+                    wheels: Sequence[str | os.PathLike] = ()) -> Path:
+    """Write ``<output_dir>/<id>-<version>.zip``, installable with Blender's "Install from Disk".
+
+    ``wheels`` (e.g. a daflow_vfx wheel) are bundled under ``wheels/`` and listed in the manifest, so the
+    extension works with no external Python. The zip is written atomically.
+    """
+    folder = Path(source) if source is not None else plugin_dir()
+    manifest_text = (folder / "blender_manifest.toml").read_text(encoding="utf-8")
+    manifest = tomllib.loads(manifest_text)
+    problems = check_manifest(manifest)
+    if problems:
+        raise InputError(f"{folder / 'blender_manifest.toml'}: {'; '.join(problems)}; fix the manifest")
+    wheel_paths = [Path(w) for w in wheels]
+    for wheel in wheel_paths:
+        if not wheel.is_file() or wheel.suffix != ".whl":
+            raise InputError(f"{wheel}: not a wheel file; build one with `pip wheel . -w DIR`")
+    if wheel_paths:
+        manifest_text = _manifest_with_wheels(manifest_text, [w.name for w in wheel_paths])
+    out = Path(os.path.expanduser(os.fspath(output_dir)))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot create the output folder ({exc.strerror or exc}); pass another "
+                          "-o") from None
+    target = out / f"{manifest['id']}-{manifest['version']}.zip"
+    tmp = out / f".{target.name}.tmp-{os.getpid()}-{os.urandom(3).hex()}"
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("blender_manifest.toml", manifest_text)
+            for path in sorted(folder.rglob("*")):
+                rel = path.relative_to(folder)
+                if (path.is_dir() or rel.as_posix() == "blender_manifest.toml"
+                        or _SKIP_PARTS.intersection(rel.parts) or path.suffix in _SKIP_SUFFIXES
+                        or rel.parts[0] == "wheels"):
+                    continue
+                archive.write(path, rel.as_posix())
+            for wheel in wheel_paths:
+                archive.write(wheel, f"wheels/{wheel.name}")
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{target}: cannot write the extension zip ({exc.strerror or exc})") from None
+    return target
+
+
+# --------------------------------------------------------------------------------------------------
+# installation
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstallReport:
+    zip_path: Path
+    how: str  # "blender" (a Blender executable), "bpy" (this Python's bpy) or "folder" (unzipped)
+    location: str
+
+
+def install(zip_path: str | os.PathLike, *, blender: str | None = None,
+            extensions_dir: str | os.PathLike | None = None, repo: str = "user_default",
+            enable: bool = True) -> InstallReport:
+    """Install the extension zip: with a Blender executable (``blender --command extension install-file``),
+    else unzipped into ``extensions_dir`` when given, else with this Python's ``bpy``."""
+    zip_path = Path(zip_path)
+    if not zipfile.is_zipfile(zip_path):
+        raise InputError(f"{zip_path}: not an extension zip; build it with "
+                         "`daflow-vfx blender build-extension`")
+    if blender:
+        # no --factory-startup: the install must land in (and be enabled in) the user's own preferences
+        argv = [blender, "--command", "extension", "install-file", "--repo", repo]
+        if enable:
+            argv.append("--enable")
+        argv.append(str(zip_path))
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise UsageError(f"cannot run {blender!r} ({exc}); pass the Blender executable with --blender") \
+                from None
+        if done.returncode != 0:
+            last = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
+            raise OutputError(f"{blender}: extension install failed: {last[0]}")
+        return InstallReport(zip_path=zip_path, how="blender", location=f"{blender} ({repo})")
+    if extensions_dir is not None:
+        manifest = tomllib.loads(zipfile.ZipFile(zip_path).read("blender_manifest.toml").decode("utf-8"))
+        target = Path(os.path.expanduser(os.fspath(extensions_dir))) / manifest["id"]
+        _unzip_atomic(zip_path, target)
+        return InstallReport(zip_path=zip_path, how="folder", location=str(target))
+    try:
+        import bpy  # noqa: F401
+    except ImportError:
+        raise UsageError("no Blender to install into: pass --blender PATH (the Blender executable), "
+                         "--extensions-dir DIR, or run with a Python that has bpy") from None
+    location = install_with_bpy(zip_path, repo=repo, enable=enable)
+    return InstallReport(zip_path=zip_path, how="bpy", location=location)
+
+
+def install_with_bpy(zip_path: str | os.PathLike, *, repo: str = "user_default", enable: bool = True) -> str:
+    """Install with ``bpy.ops.extensions.package_install_files`` (Blender 4.2+), falling back to unzipping
+    into the repository's folder."""
+    import bpy
+
+    repos = {r.module: r for r in bpy.context.preferences.extensions.repos}
+    target_repo = repos.get(repo)
+    if target_repo is None:
+        raise UsageError(f"Blender has no extension repository {repo!r}; choose one of {', '.join(repos)}")
+    try:
+        result = bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo=repo,
+                                                          enable_on_install=enable, overwrite=True)
+    except (RuntimeError, AttributeError) as exc:
+        result = {f"unavailable: {exc}"}
+    folder = Path(target_repo.directory)
+    if "FINISHED" not in result:
+        manifest = tomllib.loads(zipfile.ZipFile(zip_path).read("blender_manifest.toml").decode("utf-8"))
+        _unzip_atomic(Path(zip_path), folder / manifest["id"])
+        if enable:
+            bpy.ops.preferences.addon_enable(module=f"bl_ext.{repo}.{manifest['id']}")
+    return str(folder)
+
+
+def _unzip_atomic(zip_path: Path, target: Path) -> None:
+    import shutil
+
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{os.urandom(3).hex()}"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(zip_path) as archive:
+            archive.extractall(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"{target}: cannot install the extension there ({exc.strerror or exc})") from None
+
+
+def current_python() -> str:
+    """This interpreter (what `daflow-vfx blender install` records as the extension's Python)."""
+    return sys.executable
+
+
+# --------------------------------------------------------------------------------------------------
+# what the extension reads from Blender and writes back
+
+
+_DIGITS = re.compile(r"(\d+)(?=\D*$)")
+
+
+def sequence_pattern(first_file: str) -> tuple[str, int] | None:
+    """``/p/plate.0001.png`` -> (``/p/plate.####.png``, 1): the last digit run of the file name becomes the
+    frame token. None when the name has no digits (a single image)."""
+    folder, name = os.path.split(first_file)
+    match = _DIGITS.search(name)
+    if match is None:
+        return None
+    digits = match.group(1)
+    pattern = name[:match.start()] + "#" * len(digits) + name[match.end():]
+    return os.path.join(folder, pattern), int(digits)
+
+
+def written_frames(pattern: str) -> list[int]:
+    """Frame numbers of ``pattern`` on disk (what a finished job wrote)."""
+    from daflow_vfx.frames import SequencePattern
+
+    parsed = SequencePattern.parse(pattern)
+    return [] if parsed is None else parsed.scan()
+
+
+@dataclass(frozen=True, kw_only=True)
+class StripKey:
+    """A sequencer strip transform (Blender: +y up, about the image centre) for one plate frame."""
+
+    frame: int
+    offset_x: float
+    offset_y: float
+    rotation: float  # radians, counter-clockwise
+    scale: float
+
+
+def stabilize_keys(document: Mapping) -> list[StripKey]:
+    """Per-frame strip transforms that stabilize the ORIGINAL strip live, from a ``.stabilize.json``.
+
+    The JSON's matrices map an output pixel to the source pixel it samples (pixel indices, +y down); the
+    strip transform maps the source to the output, so each matrix is inverted, and its similarity part
+    (translation, rotation, uniform scale) is expressed about the image centre with +y up.
+    """
+    import numpy as np
+
+    width, height = int(document["width"]), int(document["height"])
+    centre = np.array([(width - 1) / 2.0, (height - 1) / 2.0])
+    keys = []
+    for frame, matrix in sorted(document["frames"].items(), key=lambda kv: int(kv[0])):
+        forward = np.linalg.inv(np.asarray(matrix, np.float64))  # source pixel -> output pixel, y down
+        forward = forward / forward[2, 2]
+        linear, shift = forward[:2, :2], forward[:2, 2]
+        offset = linear @ centre + shift - centre  # where the centre goes, relative to itself
+        scale = float(np.sqrt(abs(np.linalg.det(linear))))
+        angle_down = float(np.arctan2(linear[1, 0], linear[0, 0]))  # clockwise on screen with y down
+        keys.append(StripKey(frame=int(frame), offset_x=float(offset[0]), offset_y=float(-offset[1]),
+                             rotation=-angle_down, scale=scale))
+    return keys
