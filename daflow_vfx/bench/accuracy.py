@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..color import resolve_colorspace, to_display
-from ..errors import DaflowError, InputError, MissingInputError, UsageError
+from ..errors import DaflowError, InputError, MissingInputError, UsageError, WeightsError
 from ..io import open_plate, read_flo
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,9 @@ def run_accuracy(
     for name in models:
         try:
             engines[name] = FlowEngine(load_estimator(name, device=device), device=device)
+        except WeightsError:
+            log.warning("skipping %s: no trained weights", name)
+            skipped.append(f"{name} (no trained weights)")
         except DaflowError as exc:
             log.warning("skipping %s: %s", name, exc)
             skipped.append(f"{name}: {exc}")

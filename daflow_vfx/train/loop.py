@@ -173,28 +173,35 @@ def _stage2_loss(
     return loss, epe(its[-1][0].detach(), gt, valid)
 
 
+def _validation_set(cfg: TrainConfig) -> SyntheticFlowDataset:
+    return SyntheticFlowDataset(size=cfg.crop, num_frames=cfg.num_frames, seed=10_000 + cfg.seed,
+                                length=cfg.val_samples, degrade_preset="severe", clean_fraction=0.0)
+
+
+def zero_flow_epe(cfg: TrainConfig) -> float:
+    """EPE of predicting no motion on the validation set: a model must beat this to be learning."""
+    ds = _validation_set(cfg)
+    total = 0.0
+    for i in range(len(ds)):
+        s = ds[i]
+        gt = torch.cat([s["flow_fwd"], s["flow_bwd"]])
+        total += float(epe(torch.zeros_like(gt), gt, torch.cat([s["valid_fwd"], s["valid_bwd"]])))
+    return total / len(ds)
+
+
 @torch.no_grad()
 def validate(model: DAFlow, cfg: TrainConfig, transform) -> float:
     """Mean EPE on a fixed synthetic set (its own seed, severe degradation)."""
-    ds = SyntheticFlowDataset(
-        size=cfg.crop,
-        num_frames=cfg.num_frames,
-        seed=10_000 + cfg.seed,
-        length=cfg.val_samples,
-        degrade_preset="severe",
-        clean_fraction=0.0,
-    )
+    ds = _validation_set(cfg)
     was_training = model.training
     model.eval()
     total = 0.0
     for i in range(len(ds)):
         s = ds[i]
         out = model(transform(s["degraded"][None]), iters=max(cfg.iters, 12))
-        n = cfg.num_frames - 1
         gt = torch.cat([s["flow_fwd"], s["flow_bwd"]])  # [P, 2, H, W]
         valid = torch.cat([s["valid_fwd"], s["valid_bwd"]])
         total += float(epe(out.flow[0], gt, valid))
-        del n
     model.train(was_training)
     return total / len(ds)
 
@@ -252,6 +259,7 @@ def train(
     last_ckpt = start
     logf = open(out / "log.jsonl", "a")  # noqa: SIM115 - closed in finally
     last_loss, val = float("nan"), None
+    zero_epe: float | None = None
     try:
         while stage <= 2:
             sc = cfg.stage1 if stage == 1 else cfg.stage2
@@ -305,6 +313,9 @@ def train(
                 if stage == 2 and (step % cfg.val_every == 0 or step == sc.steps):
                     val = validate(model, cfg, transform)
                     rec["val_epe"] = round(val, 4)
+                    if zero_epe is None:
+                        zero_epe = zero_flow_epe(cfg)
+                    rec["val_zero_epe"] = round(zero_epe, 4)  # a collapsed model sits at this value
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
                 if on_log is not None:
