@@ -536,10 +536,7 @@ def render(job: RenderJob, *, progress: Progress | None = None) -> RenderReport:
     opened = open_plate(job.input, layer=job.layer, start_frame=job.start_frame, allow_gaps=job.allow_gaps)
     with opened as plate:
         info = plate.info
-        first, last = min(info.frames), max(info.frames)
-        if first == last:
-            raise SequenceTooShortError(f"{job.input}: the plate has one frame ({first}); flow needs at "
-                                        "least two frames")
+        first, last = info.require_span(needs="flow")
         wanted = requested if requested is not None else list(range(first, last + 1))
         outside = [f for f in wanted if not first <= f <= last]
         if outside:

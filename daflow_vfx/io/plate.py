@@ -13,7 +13,7 @@ from types import TracebackType
 
 import numpy as np
 
-from daflow_vfx.errors import MissingInputError
+from daflow_vfx.errors import MissingInputError, SequenceTooShortError
 
 __all__ = ["PlateInfo", "Plate", "open_plate", "VIDEO_EXTENSIONS"]
 
@@ -36,6 +36,14 @@ class PlateInfo:
     colorspace_guess: str     # what `--input-colorspace auto` picks: "linear" for float EXR, else "srgb"
     fps: float | None
     missing: list[int] = field(default_factory=list)   # frames absent on disk (only with allow_gaps)
+
+    def require_span(self, *, needs: str) -> tuple[int, int]:
+        """(first, last) plate frames; SequenceTooShortError naming ``needs`` for a one-frame plate."""
+        first, last = min(self.frames), max(self.frames)
+        if first == last:
+            raise SequenceTooShortError(f"{self.path}: the plate has one frame ({first}); {needs} needs at "
+                                        "least two frames")
+        return first, last
 
 
 class Plate:

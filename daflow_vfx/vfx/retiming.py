@@ -62,7 +62,6 @@ from daflow_vfx.errors import (
     InputError,
     MissingFramesError,
     MissingInputError,
-    SequenceTooShortError,
     UsageError,
 )
 
@@ -779,10 +778,7 @@ def run_retime(job: RetimeJob, *, progress: Callable[[int, int], None] | None = 
 
     with open_plate(job.input, layer=job.layer, start_frame=job.start_frame) as plate:
         info = plate.info
-        first, last = min(info.frames), max(info.frames)
-        if first == last:
-            raise SequenceTooShortError(f"{job.input}: the plate has one frame ({first}); retiming needs at "
-                                        "least two frames")
+        first, last = info.require_span(needs="retiming")
         mode, frame_map = retime_frames(job, first, last)
         spans = _shutter_spans(frame_map, job.shutter)  # from the whole map: a chunk blurs like the whole
         if job.frames is not None:

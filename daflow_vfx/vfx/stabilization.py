@@ -1028,10 +1028,7 @@ def run_stabilize(job: StabilizeJob, *, progress: Progress | None = None) -> Sta
 
     with open_plate(job.input, layer=job.layer, start_frame=job.start_frame) as plate:
         info = plate.info
-        first, last = min(info.frames), max(info.frames)
-        if first == last:
-            raise SequenceTooShortError(f"{job.input}: the plate has one frame ({first}); stabilizing needs "
-                                        "at least two")
+        first, last = info.require_span(needs="stabilizing")
         wanted = _check_frames(job.frames, first, last, job.input)
         fps = float(job.fps or info.fps or 24.0)
         settings = check_settings(_replace(settings, fps=fps))

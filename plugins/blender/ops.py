@@ -208,6 +208,17 @@ class DAFLOW_OT_compute_vectors(_BackgroundOperator, bpy.types.Operator):
         scene.daflow.vectors = hosts.output_pattern(settings)
 
 
+def _add_output_strip(scene, source, settings, *, suffix: str):
+    """Add the job's written frames as an image strip aligned with the source on the timeline."""
+    hosts = core.hosts()
+    pattern = hosts.output_pattern(settings)
+    frames = hosts.written_frames(pattern)
+    start = source.timeline_start + (frames[0] - source.first_frame if frames else 0)
+    strip = add_image_strip(scene, pattern, name=f"{settings.name}.{suffix}", frame_start=start,
+                            channel=_free_channel(scene, source.channel))
+    return pattern, strip
+
+
 class DAFLOW_OT_retime(_BackgroundOperator, bpy.types.Operator):
     """Retime the clip in a background process and add the result as a new strip"""
 
@@ -217,12 +228,7 @@ class DAFLOW_OT_retime(_BackgroundOperator, bpy.types.Operator):
     label = "Retime"
 
     def finish(self, scene, source, settings, job):
-        hosts = core.hosts()
-        pattern = hosts.output_pattern(settings)
-        frames = hosts.written_frames(pattern)
-        start = source.timeline_start + (frames[0] - source.first_frame if frames else 0)
-        strip = add_image_strip(scene, pattern, name=f"{settings.name}.retime", frame_start=start,
-                                channel=_free_channel(scene, source.channel))
+        _, strip = _add_output_strip(scene, source, settings, suffix="retime")
         strip["daflow_source"] = source.path
 
 
@@ -236,12 +242,8 @@ class DAFLOW_OT_stabilize(_BackgroundOperator, bpy.types.Operator):
 
     def finish(self, scene, source, settings, job):
         hosts = core.hosts()
-        pattern = hosts.output_pattern(settings)
-        frames = hosts.written_frames(pattern)
-        start = source.timeline_start + (frames[0] - source.first_frame if frames else 0)
-        channel = _free_channel(scene, source.channel)
-        strip = add_image_strip(scene, pattern, name=f"{settings.name}.stabilize", frame_start=start,
-                                channel=channel)
+        pattern, strip = _add_output_strip(scene, source, settings, suffix="stabilize")
+        channel = strip.channel
         json_path = pattern.split("####")[0].rstrip(".") + ".stabilize.json"
         with open(json_path, encoding="utf-8") as handle:
             document = json.load(handle)
