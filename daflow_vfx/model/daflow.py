@@ -175,8 +175,11 @@ class DAFlow(nn.Module):
         if self.backbone is not None:
             assert self.dpt_query is not None and self.dpt_key is not None and self.dpt_context is not None
             taps = self.backbone_taps(frames)
-            query = torch.cat([fmap, self.dpt_query(taps)], dim=1)
-            key = torch.cat([fmap, self.dpt_key(taps)], dim=1)
+            # At initialisation the DPT outputs are ~20x smaller than the CNN matching features
+            # (std 0.1 vs 1.8, measured), so the correlation would ignore the diffusion features
+            # until the heads grew. Instance-normalising them puts both halves on one scale.
+            query = torch.cat([fmap, F.instance_norm(self.dpt_query(taps))], dim=1)
+            key = torch.cat([fmap, F.instance_norm(self.dpt_key(taps))], dim=1)
             ctx = torch.cat([ctx, self.dpt_context(taps)], dim=1)
 
         def per_frame(x: torch.Tensor) -> torch.Tensor:
@@ -228,7 +231,7 @@ class DAFlow(nn.Module):
             coords1 = coords1 + delta.float()
             if return_all or it == iters - 1:
                 flow_up = convex_upsample((coords1 - coords0).to(mask.dtype), mask, scale=8.0)
-                info_up = convex_upsample(info, mask)
+                info_up = convex_upsample(info, mask.detach())  # see UpdateBlock: no NLL into the trunk
                 if return_all:
                     steps.append((flow_up, info_up))
         assert flow_up is not None and info_up is not None

@@ -127,14 +127,20 @@ class LiftedMMDiT(nn.Module):
                 for i in range(depth)
             ]
         )
-        # The last block only updates the latent stream, so the query projection of its context
-        # stream never reaches an output (as in SD3); freeze it rather than train dead weights.
+        self.freeze_dead_parameters()
+        self.norm_out = AdaLayerNormContinuous(dim, dim, elementwise_affine=False, eps=1e-6)
+        self.proj_out = nn.Linear(dim, patch_size * patch_size * in_channels)
+
+    def freeze_dead_parameters(self) -> None:
+        """Freeze the last block's context query projection, which never reaches an output.
+
+        The last block only updates the latent stream (as in SD3), so training it would only
+        decay dead weights. Called again after ``requires_grad_(True)`` on the whole backbone.
+        """
         last_attn = self.transformer_blocks[-1].attn
         for mod in (last_attn.add_q_proj, getattr(last_attn, "norm_added_q", None)):
             if mod is not None:
                 mod.requires_grad_(False)
-        self.norm_out = AdaLayerNormContinuous(dim, dim, elementwise_affine=False, eps=1e-6)
-        self.proj_out = nn.Linear(dim, patch_size * patch_size * in_channels)
 
     @property
     def tap_channels(self) -> int:

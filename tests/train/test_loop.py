@@ -58,3 +58,18 @@ def test_shipped_config_parses():
 
     cfg = TrainConfig.from_yaml(Path(__file__).parents[2] / "configs" / "train_compact.yaml")
     assert cfg.model == "daflow-compact" and cfg.stage1.steps > 0 and cfg.stage2.steps > 0
+
+
+@pytest.mark.slow
+def test_frozen_backbone_stays_fixed_while_the_flow_trains(tmp_path):
+    cfg = _cfg(tmp_path, stage1=StageConfig(steps=0), stage2=StageConfig(steps=2, lr=1e-3, warmup=1,
+                                                                         backbone_lr_mult=0.0))
+    torch.manual_seed(cfg.seed)
+    from daflow_vfx.model.weights import build_model
+
+    before, _, _ = build_model(cfg.model, allow_random=True)
+    train(cfg, progress=False)
+    after = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
+    ref = before.state_dict()
+    assert all(torch.equal(after[k], ref[k]) for k in ref if k.startswith("backbone."))
+    assert not all(torch.equal(after[k], ref[k]) for k in ref if k.startswith("update_block."))
