@@ -17,27 +17,147 @@ def command() -> None:
 
 @command.command("accuracy")
 @click.option("--data", required=True, type=click.Path(), help="Folder with pairs.csv and .flo ground truth.")
-@click.option("--models", default="daflow-compact,daflow-compact-cnn,dis,farneback,deepflow",
-              show_default=True, help="Comma-separated model names (models without weights are skipped).")
-@click.option("--levels", default="clean,mild,severe,extreme", show_default=True,
-              help="Comma-separated degradation levels.")
+@click.option(
+    "--models",
+    default="daflow-compact,daflow-compact-cnn,dis,farneback,deepflow",
+    show_default=True,
+    help="Comma-separated model names (models without weights are skipped).",
+)
+@click.option(
+    "--levels",
+    default="clean,mild,severe,extreme",
+    show_default=True,
+    help="Comma-separated degradation levels.",
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Degradation seed.")
 @click.option("--limit", default=None, type=int, help="Only the first N pairs.")
-@click.option("--output", default="docs/benchmarks.md", show_default=True,
-              help="Markdown file whose accuracy section is replaced; '-' prints only.")
+@click.option(
+    "--output",
+    default="docs/benchmarks.md",
+    show_default=True,
+    help="Markdown file whose accuracy section is replaced; '-' prints only.",
+)
 @device_option
-def accuracy(data: str, models: str, levels: str, seed: int, limit: int | None, output: str,
-             device: str) -> None:
+def accuracy(
+    data: str, models: str, levels: str, seed: int, limit: int | None, output: str, device: str
+) -> None:
     """EPE and outlier rates of each model at each degradation level, side by side."""
     from daflow_vfx.bench.accuracy import AccuracyJob, bench_accuracy
     from daflow_vfx.engine import resolve_device
 
     job = AccuracyJob(
-        data=data, models=tuple(m.strip() for m in models.split(",") if m.strip()),
-        levels=tuple(lv.strip() for lv in levels.split(",") if lv.strip()), seed=seed,
-        device=resolve_device(device), limit=limit, output=None if output == "-" else output,
+        data=data,
+        models=tuple(m.strip() for m in models.split(",") if m.strip()),
+        levels=tuple(lv.strip() for lv in levels.split(",") if lv.strip()),
+        seed=seed,
+        device=resolve_device(device),
+        limit=limit,
+        output=None if output == "-" else output,
         command="daflow-vfx " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     with ProgressPrinter("bench accuracy") as bar:
         body = bench_accuracy(job, progress=bar)
+    click.echo(body)
+
+
+@command.command("speed")
+@click.option(
+    "--models",
+    default="daflow-compact,daflow-full,dis,raft_small,raft_large",
+    show_default=True,
+    help="Comma-separated models: daflow-compact, daflow-full, dis, raft_small, raft_large "
+    "(learned models without trained weights run with random weights, and the table says so).",
+)
+@click.option(
+    "--sizes",
+    default="960x540,1920x1080,4096x2160",
+    show_default=True,
+    help="Comma-separated frame sizes WIDTHxHEIGHT; e.g. 320x180 for a quick run.",
+)
+@click.option(
+    "--repeats",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Timed calls per case; the median is reported.",
+)
+@click.option(
+    "--warmup",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Untimed calls per case before timing.",
+)
+@click.option(
+    "--iters",
+    default=12,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Refinement iterations of DA-Flow and RAFT (the same for all).",
+)
+@click.option(
+    "--threads",
+    default=None,
+    type=click.IntRange(min=1),
+    help="CPU threads for torch and OpenCV (default: torch's default).",
+)
+@click.option(
+    "--isolate/--in-process",
+    default=True,
+    show_default=True,
+    help="Measure each case in a fresh process (exact peak memory) or all in this one (faster).",
+)
+@click.option(
+    "--full-on-cpu",
+    is_flag=True,
+    default=False,
+    help="Run daflow-full on the CPU at every size (by default only up to 128x128 pixels).",
+)
+@click.option(
+    "--reuse-frames",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Sequence length for the windowed-reuse measurement of daflow-compact (0: off).",
+)
+@click.option(
+    "--output",
+    default="docs/benchmarks.md",
+    show_default=True,
+    help="Markdown file whose speed-cpu / speed-cuda section is replaced; '-' prints only.",
+)
+@device_option
+def speed(
+    models: str,
+    sizes: str,
+    repeats: int,
+    warmup: int,
+    iters: int,
+    threads: int | None,
+    isolate: bool,
+    full_on_cpu: bool,
+    reuse_frames: int,
+    output: str,
+    device: str,
+) -> None:
+    """Frame pairs per second and peak memory of DA-Flow, DIS and torchvision RAFT, side by side."""
+    from daflow_vfx.bench.speed import SpeedJob, bench_speed, check_models, parse_sizes
+    from daflow_vfx.engine import resolve_device
+
+    job = SpeedJob(
+        models=check_models([m.strip() for m in models.split(",") if m.strip()]),
+        sizes=parse_sizes(sizes),
+        repeats=repeats,
+        warmup=warmup,
+        iters=iters,
+        device=resolve_device(device),
+        threads=threads,
+        isolate=isolate,
+        full_on_cpu=full_on_cpu,
+        reuse_frames=reuse_frames,
+        output=None if output == "-" else output,
+        command="daflow-vfx " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+    with ProgressPrinter("bench speed") as bar:
+        body = bench_speed(job, progress=bar)
     click.echo(body)

@@ -1,0 +1,175 @@
+"""`daflow-vfx bench speed` at tiny sizes: the table, the markdown section, errors and missing peers.
+
+These prove the benchmark works; they time nothing that matters (real numbers come from a run on an
+idle machine at 960x540 and up).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from daflow_vfx.bench.speed import (
+    ReuseSpec,
+    SpeedJob,
+    format_table,
+    load_raft_module,
+    measure_reuse,
+    parse_sizes,
+    run_speed,
+)
+from daflow_vfx.cli import main
+from daflow_vfx.errors import UsageError
+
+TINY = ["--repeats", "1", "--warmup", "1", "--iters", "2", "--threads", "1"]
+
+
+def table_rows(text: str) -> dict[tuple[str, str], list[str]]:
+    """{(model, size): cells} for the rows of the speed table (header and separator dropped)."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 10 and cells[0] != "model":
+            rows[(cells[0], cells[2])] = cells
+    return rows
+
+
+def test_parse_sizes():
+    assert parse_sizes("960x540, 1920X1080") == ((960, 540), (1920, 1080))
+    for bad in ("1920by1080", "0x10", "1920", ","):
+        with pytest.raises(UsageError):
+            parse_sizes(bad)
+
+
+def test_cli_table_numbers_and_markdown_section(tmp_path):
+    md = tmp_path / "bench.md"
+    md.write_text("# Benchmarks\n\nintro stays\n")
+    args = [
+        "bench",
+        "speed",
+        "--sizes",
+        "64x48",
+        "--models",
+        "daflow-compact,dis,raft_large",
+        *TINY,
+        "--in-process",
+        "--reuse-frames",
+        "3",
+        "--output",
+        str(md),
+    ]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    rows = table_rows(res.output)
+    assert set(rows) == {("daflow-compact", "64x48"), ("dis", "64x48"), ("raft_large", "64x48")}
+    for model in ("daflow-compact", "dis"):
+        cells = rows[(model, "64x48")]
+        pairs_per_s, ms_per_pair, peak, delta = (float(cells[i]) for i in (4, 5, 7, 8))
+        assert pairs_per_s > 0 and peak > 0 and delta >= 0
+        assert ms_per_pair == pytest.approx(1000 / pairs_per_s, rel=0.02)
+    assert rows[("daflow-compact", "64x48")][1] in ("random weights", "trained")
+    # below 128x128 torchvision's RAFT cannot run (or torchvision is missing): a row that says why
+    assert rows[("raft_large", "64x48")][4] == "-"
+    assert rows[("raft_large", "64x48")][9].startswith(("skipped (", "unavailable: "))
+    assert "per pair (each pair a 2-frame window) | 4 |" in res.output
+    assert "windowed (3-frame windows, the render path) | 3 |" in res.output
+    text = md.read_text()
+    assert "intro stays" in text and "<!-- speed-cpu:begin -->" in text and "Command: `daflow-vfx" in text
+    assert "| daflow-compact |" in text and "torch " in text and "OpenCV " in text and "Device: " in text
+    # a second run replaces the section rather than appending another
+    res = CliRunner().invoke(
+        main,
+        ["bench", "speed", "--sizes", "64x48", "--models", "dis", *TINY, "--in-process", "--output", str(md)],
+    )
+    assert res.exit_code == 0, res.output
+    assert md.read_text().count("speed-cpu:begin") == 1
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("--sizes", "1920by1080", "bad size '1920by1080'"), ("--models", "dis,pwc", "unknown model 'pwc'")],
+)
+def test_bad_option_is_a_clean_one_line_error(tmp_path, option, value, message):
+    res = CliRunner().invoke(main, ["bench", "speed", option, value, "--output", str(tmp_path / "b.md")])
+    assert res.exit_code == 2
+    assert message in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert not (tmp_path / "b.md").exists()
+
+
+def test_unavailable_torchvision_gives_rows_not_a_crash():
+    job = SpeedJob(
+        models=("dis", "raft_small", "raft_large"),
+        sizes=((160, 128),),
+        repeats=1,
+        warmup=0,
+        threads=1,
+        isolate=False,
+        reuse_frames=0,
+        output=None,
+        torchvision_module="daflow_test_no_such_torchvision",
+    )
+    report = run_speed(job)
+    by = {r.model: r for r in report.rows}
+    assert by["dis"].status == "ok" and by["dis"].pairs_per_s > 0
+    assert by["raft_small"].status == by["raft_large"].status == "unavailable"
+    assert "not installed" in by["raft_large"].reason
+    rows = table_rows(format_table(report.rows))
+    assert rows[("raft_large", "160x128")][9].startswith("unavailable: daflow_test_no_such_torchvision")
+    assert rows[("dis", "160x128")][6] == "-"  # no ratio without the reference
+    assert "daflow_test_no_such_torchvision" not in sys.modules
+
+
+def test_daflow_full_is_skipped_on_cpu_at_real_sizes():
+    job = SpeedJob(
+        models=("daflow-full",), sizes=((960, 540),), repeats=1, isolate=False, reuse_frames=0, output=None
+    )
+    (row,) = run_speed(job).rows  # returns at once: the 2.35 B-parameter model is never built
+    assert row.status == "skipped" and row.weights == "random weights"
+    assert "skipped (" in format_table([row]) and "--full-on-cpu" in row.reason
+
+
+def test_windowed_reuse_counts_feature_passes():
+    result = measure_reuse(ReuseSpec(frames=5, width=64, height=48, iters=1, repeats=1, warmup=0, threads=1))
+    assert result.status == "ok"
+    # windows [0, 1, 2] and [2, 3, 4] against four 2-frame pairs
+    assert (result.windowed_passes, result.per_pair_passes) == (6, 8)
+    assert result.windowed_s > 0 and result.per_pair_s > 0 and result.saving is not None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is None, reason="torchvision not installed")
+def test_torchvision_raft_loads_and_runs():
+    from daflow_vfx.bench.speed import CaseSpec, measure_case
+
+    module, how = load_raft_module()
+    assert hasattr(module, "raft_small") and how
+    result = measure_case(
+        CaseSpec(model="raft_small", width=128, height=128, iters=2, repeats=1, warmup=0, threads=1)
+    )
+    assert result.status == "ok" and result.pairs_per_s > 0 and result.weights == "random weights"
+
+
+def test_isolated_worker_process_reports_memory(tmp_path):
+    res = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            "speed",
+            "--sizes",
+            "64x48",
+            "--models",
+            "dis",
+            *TINY,
+            "--reuse-frames",
+            "0",
+            "--output",
+            "-",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    cells = table_rows(res.output)[("dis", "64x48")]
+    assert float(cells[4]) > 0 and float(cells[7]) > 0  # peak RSS of the fresh worker process
+    assert "each measurement in a fresh process" in res.output
