@@ -161,3 +161,44 @@ def speed(
     with ProgressPrinter("bench speed") as bar:
         body = bench_speed(job, progress=bar)
     click.echo(body)
+
+
+@command.command("timestep")
+@click.option(
+    "--model", default="daflow-compact", show_default=True, help="A DA-Flow variant with a backbone."
+)
+@click.option("--weights", default=None, metavar="PATH", help="Local weights instead of the shipped ones.")
+@click.option(
+    "--timesteps", default="0.1,0.25,0.5,0.75,0.9", show_default=True, help="Comma-separated t in (0, 1)."
+)
+@click.option("--samples", default=16, show_default=True, type=click.IntRange(min=1),
+              help="Synthetic windows per measurement.")
+@click.option(
+    "--data", default=None, type=click.Path(), help="Also measure on these pairs (pairs.csv + .flo)."
+)
+@click.option("--limit", default=8, show_default=True, type=int, help="Only the first N pairs of --data.")
+@click.option(
+    "--output",
+    default="docs/benchmarks.md",
+    show_default=True,
+    help="Markdown file whose timestep section is replaced; '-' prints only.",
+)
+def timestep(
+    model: str, weights: str | None, timesteps: str, samples: int, data: str | None, limit: int, output: str
+) -> None:
+    """Which one-step feature timestep works best: backbone matching and flow EPE per t."""
+    from daflow_vfx.bench.timestep import TimestepJob, bench_timestep, parse_timesteps
+
+    job = TimestepJob(
+        model=model,
+        weights=weights,
+        timesteps=parse_timesteps(timesteps),
+        samples=samples,
+        data=data,
+        limit=limit,
+        output=None if output == "-" else output,
+        command="daflow-vfx " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+    with ProgressPrinter("bench timestep") as bar:
+        body = bench_timestep(job, progress=bar)
+    click.echo(body)
