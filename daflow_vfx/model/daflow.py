@@ -217,9 +217,11 @@ class DAFlow(nn.Module):
         )
         coords0 = torch.stack([xs, ys])[None].expand(n, 2, h, w)  # [N, 2, h, w] (x, y)
         coords1 = coords0.clone()
+        init_lo = None
         if flow_init is not None:
             # flow_init: [N, 2, 8h, 8w] in full-resolution pixels -> grid units at 1/8.
-            coords1 = coords1 + F.interpolate(flow_init.float(), size=(h, w), mode="area") / 8.0
+            init_lo = F.interpolate(flow_init.float(), size=(h, w), mode="area") / 8.0
+            coords1 = coords1 + init_lo
         steps: list[tuple[torch.Tensor, torch.Tensor]] = []
         flow_up = info_up = None
         for it in range(iters):
@@ -230,7 +232,14 @@ class DAFlow(nn.Module):
             hidden, delta, mask, info = self.update_block(hidden, inp, corr, flow)
             coords1 = coords1 + delta.float()
             if return_all or it == iters - 1:
-                flow_up = convex_upsample((coords1 - coords0).to(mask.dtype), mask, scale=8.0)
+                if init_lo is None:
+                    flow_up = convex_upsample((coords1 - coords0).to(mask.dtype), mask, scale=8.0)
+                else:
+                    # Residual on the full-resolution initial flow: the update's correction is
+                    # upsampled and added, so detail of the initial flow finer than the 1/8 grid
+                    # survives wherever the network leaves it alone.
+                    delta = (coords1 - coords0 - init_lo).to(mask.dtype)
+                    flow_up = flow_init.to(mask.dtype) + convex_upsample(delta, mask, scale=8.0)
                 info_up = convex_upsample(info, mask.detach())  # see UpdateBlock: no NLL into the trunk
                 if return_all:
                     steps.append((flow_up, info_up))

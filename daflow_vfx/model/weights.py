@@ -39,6 +39,12 @@ class InputTransform:
         return (x - self.mean) / self.std
 
 
+# Initial flows a variant can be trained to refine. "dis": OpenCV DIS (medium) on the same frames,
+# computed at the boundary (estimators/daflow.py, train/data.py) and passed as ``flow_init``; the
+# network then learns a correction to a classical estimate instead of flow from nothing.
+FLOW_INITS = ("dis",)
+
+
 @dataclass(frozen=True)
 class WeightsEntry:
     name: str
@@ -48,6 +54,7 @@ class WeightsEntry:
     sha256: str | None
     transform: InputTransform = InputTransform()
     metadata: Mapping[str, str] = field(default_factory=dict)
+    flow_init: str | None = None  # one of FLOW_INITS when the shipped weights refine an initial flow
 
     @property
     def path(self) -> Path | None:
@@ -116,6 +123,19 @@ def save_weights(
     finally:
         tmp.unlink(missing_ok=True)
     return sha256_file(path)
+
+
+def flow_init_of(entry: WeightsEntry, weights: str | os.PathLike | None) -> str | None:
+    """The initial flow the weights expect: a weights file says so in its metadata (``flow_init``);
+    without a file (random weights, tests) the registry entry decides."""
+    path = Path(weights) if weights is not None else entry.path
+    if path is None or not path.is_file():
+        return entry.flow_init
+    value = read_metadata(path).get("flow_init") or None
+    if value is not None and value not in FLOW_INITS:
+        known = ", ".join(FLOW_INITS)
+        raise WeightsError(f"{path}: unknown flow_init {value!r} in its metadata; known: {known}")
+    return value
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

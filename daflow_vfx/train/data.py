@@ -489,12 +489,20 @@ class SyntheticFlowDataset(Dataset):
     ``degrade_preset`` is a preset of :mod:`daflow_vfx.degrade`, a mapping of preset names (and
     "clean") to weights drawn per sample, or None for degraded = clean. ``clean_fraction`` of the
     samples stay clean whatever the preset, so the model also sees pristine input.
+
+    ``init_flow="dis"`` adds ``init_fwd``/``init_bwd`` ([F-1, 2, H, W]): OpenCV DIS (medium) on the
+    degraded frames, the initial flow a model with a classical prior refines (see
+    :data:`daflow_vfx.model.weights.FLOW_INITS`).
     """
 
     def __init__(self, *, size: tuple[int, int] = (128, 160), num_frames: int = 3, seed: int = 0,
                  length: int = 100_000, degrade_preset: str | Mapping[str, float] | None = "random",
                  clean_fraction: float = 0.1, max_motion: float | None = None,
-                 num_layers: tuple[int, int] = (2, 6), photo_fraction: float = 0.4) -> None:
+                 num_layers: tuple[int, int] = (2, 6), photo_fraction: float = 0.4,
+                 init_flow: str | None = None) -> None:
+        if init_flow not in (None, "dis"):
+            raise UsageError(f"init_flow {init_flow!r}: use 'dis' or None")
+        self.init_flow = init_flow
         if num_frames < 2:
             raise UsageError(f"SyntheticFlowDataset needs num_frames >= 2; got {num_frames}")
         if isinstance(degrade_preset, str):
@@ -540,7 +548,14 @@ class SyntheticFlowDataset(Dataset):
         else:
             degraded = degrade_clip(scene.frames, preset=level, seed=degrade_seed,
                                     flows_forward=scene.flow_fwd)
+        extra = {}
+        if self.init_flow == "dis":
+            from daflow_vfx.estimators.classical import DISEstimator
+
+            init = DISEstimator().estimate(degraded)
+            extra = {"init_fwd": init.forward, "init_bwd": init.backward}
         return {
+            **extra,
             "clean": scene.frames, "degraded": degraded,
             "flow_fwd": scene.flow_fwd, "flow_bwd": scene.flow_bwd,
             "valid_fwd": scene.valid_fwd, "valid_bwd": scene.valid_bwd, "occ_fwd": scene.occ_fwd,
@@ -556,7 +571,9 @@ class SyntheticFlowDataset(Dataset):
         def mask(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(a.astype(np.float32))
 
+        extra = {k: chw(s[k]) for k in ("init_fwd", "init_bwd") if k in s}
         return {
+            **extra,
             "clean": chw(s["clean"]), "degraded": chw(s["degraded"]),
             "flow_fwd": chw(s["flow_fwd"]), "flow_bwd": chw(s["flow_bwd"]),
             "valid_fwd": mask(s["valid_fwd"]), "valid_bwd": mask(s["valid_bwd"]),

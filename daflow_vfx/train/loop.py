@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from ..errors import ConfigError
 from ..model.daflow import DAFlow
 from ..model.dit import default_noise, logit_normal_timesteps
-from ..model.weights import build_model, get_entry, load_state_strict, save_weights
+from ..model.weights import FLOW_INITS, build_model, get_entry, load_state_strict, save_weights
 from .data import SyntheticFlowDataset, worker_init_fn
 from .losses import epe, flow_matching_loss, sequence_loss
 
@@ -71,6 +71,8 @@ class TrainConfig:
         None  # safetensors whose backbone.* keys start the backbone (e.g. a stage-1 run)
     )
     max_minutes: float | None = None
+    # "dis": the model refines OpenCV DIS's flow (a classical prior, see model.weights.FLOW_INITS)
+    flow_init: str | None = None
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> TrainConfig:
@@ -102,6 +104,8 @@ class TrainConfig:
                 kw[stage] = StageConfig(**kw[stage])
         if "crop" in kw:
             kw["crop"] = tuple(kw["crop"])
+        if kw.get("flow_init") not in (None, *FLOW_INITS):
+            raise ConfigError(f"{source}: flow_init {kw['flow_init']!r}; use one of {', '.join(FLOW_INITS)}")
         return cls(**kw)
 
 
@@ -162,8 +166,8 @@ def _stage2_loss(
     model: DAFlow, batch: dict[str, torch.Tensor], transform, cfg: TrainConfig, nframes: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     frames = transform(batch["degraded"][:, :nframes])
-    out = model(frames, iters=cfg.iters, return_all=True)
     n = nframes - 1
+    out = model(frames, iters=cfg.iters, return_all=True, flow_init=_flow_init(batch, n, cfg))
     gt = torch.cat([batch["flow_fwd"][:, :n], batch["flow_bwd"][:, :n]], dim=1)  # [B, P, 2, H, W]
     valid = torch.cat([batch["valid_fwd"][:, :n], batch["valid_bwd"][:, :n]], dim=1)  # [B, P, H, W]
     gt = gt.flatten(0, 1)
@@ -173,9 +177,31 @@ def _stage2_loss(
     return loss, epe(its[-1][0].detach(), gt, valid)
 
 
+def _flow_init(batch: dict[str, torch.Tensor], n: int, cfg: TrainConfig) -> torch.Tensor | None:
+    # [B, P, 2, H, W] in the model's pair order (forward pairs, then backward), or None
+    if cfg.flow_init is None:
+        return None
+    return torch.cat([batch["init_fwd"][:, :n], batch["init_bwd"][:, :n]], dim=1)
+
+
 def _validation_set(cfg: TrainConfig) -> SyntheticFlowDataset:
     return SyntheticFlowDataset(size=cfg.crop, num_frames=cfg.num_frames, seed=10_000 + cfg.seed,
-                                length=cfg.val_samples, degrade_preset="severe", clean_fraction=0.0)
+                                length=cfg.val_samples, degrade_preset="severe", clean_fraction=0.0,
+                                init_flow=cfg.flow_init)
+
+
+def init_flow_epe(cfg: TrainConfig) -> float | None:
+    """EPE of the initial flow alone (e.g. DIS) on the validation set: a refining model must beat it."""
+    if cfg.flow_init is None:
+        return None
+    ds = _validation_set(cfg)
+    total = 0.0
+    for i in range(len(ds)):
+        s = ds[i]
+        gt = torch.cat([s["flow_fwd"], s["flow_bwd"]])
+        init = torch.cat([s["init_fwd"], s["init_bwd"]])
+        total += float(epe(init, gt, torch.cat([s["valid_fwd"], s["valid_bwd"]])))
+    return total / len(ds)
 
 
 def zero_flow_epe(cfg: TrainConfig) -> float:
@@ -198,7 +224,10 @@ def validate(model: DAFlow, cfg: TrainConfig, transform) -> float:
     total = 0.0
     for i in range(len(ds)):
         s = ds[i]
-        out = model(transform(s["degraded"][None]), iters=max(cfg.iters, 12))
+        nf = s["degraded"].shape[0]
+        batch = {k: v[None] for k, v in s.items() if k.startswith("init_")}
+        out = model(transform(s["degraded"][None]), iters=max(cfg.iters, 12),
+                    flow_init=_flow_init(batch, nf - 1, cfg))
         gt = torch.cat([s["flow_fwd"], s["flow_bwd"]])  # [P, 2, H, W]
         valid = torch.cat([s["valid_fwd"], s["valid_bwd"]])
         total += float(epe(out.flow[0], gt, valid))
@@ -252,7 +281,8 @@ def train(
         log.info("backbone initialised from %s", cfg.init_backbone)
 
     data = SyntheticFlowDataset(
-        size=cfg.crop, num_frames=cfg.num_frames, seed=cfg.seed, length=10**9, degrade_preset=cfg.degrade
+        size=cfg.crop, num_frames=cfg.num_frames, seed=cfg.seed, length=10**9, degrade_preset=cfg.degrade,
+        init_flow=cfg.flow_init,
     )
     gen = torch.Generator().manual_seed(cfg.seed + 7)
     start = time.monotonic()
@@ -260,6 +290,7 @@ def train(
     logf = open(out / "log.jsonl", "a")  # noqa: SIM115 - closed in finally
     last_loss, val = float("nan"), None
     zero_epe: float | None = None
+    init_epe: float | None = None
     try:
         while stage <= 2:
             sc = cfg.stage1 if stage == 1 else cfg.stage2
@@ -321,6 +352,10 @@ def train(
                     if zero_epe is None:
                         zero_epe = zero_flow_epe(cfg)
                     rec["val_zero_epe"] = round(zero_epe, 4)  # a collapsed model sits at this value
+                    if cfg.flow_init is not None:
+                        if init_epe is None:
+                            init_epe = init_flow_epe(cfg)
+                        rec["val_init_epe"] = round(float(init_epe), 4)  # the prior it refines
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
                 if on_log is not None:
@@ -346,7 +381,8 @@ def train(
                     save_weights(
                         model,
                         out / "weights.safetensors",
-                        metadata={"stage": stage, "step": step, "model": cfg.model},
+                        metadata={"stage": stage, "step": step, "model": cfg.model,
+                                  **({"flow_init": cfg.flow_init} if cfg.flow_init else {})},
                     )
                     last_ckpt = now
                 if step >= sc.steps or over:

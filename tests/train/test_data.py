@@ -157,3 +157,15 @@ def test_bad_preset_raises() -> None:
                                     clean_fraction=0.0)
     levels = {int(mixed[i]["degrade_level"]) for i in range(8)}
     assert levels <= {0, td.DEGRADE_LEVELS.index("extreme")} and len(levels) == 2
+
+
+def test_dis_initial_flow_is_dis_on_the_degraded_frames() -> None:
+    from daflow_vfx.estimators.classical import DISEstimator
+
+    ds = td.SyntheticFlowDataset(size=(48, 64), num_frames=3, seed=5, length=4, degrade_preset="severe",
+                                 clean_fraction=0.0, init_flow="dis")
+    s = ds[1]
+    assert s["init_fwd"].shape == s["flow_fwd"].shape == (2, 2, 48, 64)
+    want = DISEstimator().estimate(s["degraded"].permute(0, 2, 3, 1).numpy())
+    np.testing.assert_allclose(s["init_bwd"].permute(0, 2, 3, 1).numpy(), want.backward, atol=1e-5)
+    assert "init_fwd" not in td.SyntheticFlowDataset(size=(48, 64), length=2)[0]

@@ -48,16 +48,27 @@ def test_config_rejects_unknown_keys(tmp_path):
     p.write_text("model: daflow-compact\nlearning_rate: 3\n")
     with pytest.raises(ConfigError, match="unknown keys learning_rate"):
         TrainConfig.from_yaml(p)
+    p.write_text("flow_init: raft\n")
+    with pytest.raises(ConfigError, match="flow_init 'raft'"):
+        TrainConfig.from_yaml(p)
     p.write_text("stage2: {steps: 1, momentum: 0.9}\n")
     with pytest.raises(ConfigError, match="unknown keys in stage2: momentum"):
         TrainConfig.from_yaml(p)
 
 
-def test_shipped_config_parses():
+@pytest.mark.parametrize(
+    "name, model, stage1",
+    [
+        ("train_compact", "daflow-compact", True),
+        ("train_compact_cnn", "daflow-compact-cnn", False),
+        ("train_compact_continue", "daflow-compact", False),
+    ],
+)
+def test_shipped_configs_parse(name, model, stage1):
     from pathlib import Path
 
-    cfg = TrainConfig.from_yaml(Path(__file__).parents[2] / "configs" / "train_compact.yaml")
-    assert cfg.model == "daflow-compact" and cfg.stage1.steps > 0 and cfg.stage2.steps > 0
+    cfg = TrainConfig.from_yaml(Path(__file__).parents[2] / "configs" / f"{name}.yaml")
+    assert cfg.model == model and (cfg.stage1.steps > 0) == stage1 and cfg.stage2.steps > 0
 
 
 @pytest.mark.slow
