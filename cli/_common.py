@@ -255,3 +255,18 @@ def tile_options(func: F) -> F:
                         help="Split frames larger than this many pixels into overlapping tiles.")(func)
 
 
+def performance_options(func: F) -> F:
+    """``--max-memory`` (tile frames that would not fit), ``--threads`` and ``--compile``."""
+    func = click.option(
+        "--compile", "compile_model", is_flag=True, default=False,
+        help="torch.compile the network of a learned model (the first frames of each size are slow).",
+    )(func)
+    func = click.option(
+        "--threads", type=click.IntRange(min=1), default=None, metavar="N",
+        help="CPU threads for torch and OpenCV while computing (default: their own setting).",
+    )(func)
+    return click.option(
+        "--max-memory", default=None, metavar="SIZE",
+        help="Memory budget of the estimator (GPU memory on CUDA), e.g. 8G or 512M: frames that would "
+        "not fit are tiled automatically.",
+    )(func)

@@ -13,6 +13,7 @@ from daflow_vfx.cli._common import (
     layer_option,
     layout_option,
     model_option,
+    performance_options,
     tile_options,
     weights_options,
 )
@@ -32,11 +33,13 @@ from daflow_vfx.cli._common import (
 @layer_option
 @exr_options
 @tile_options
+@performance_options
 @config_option
 def command(image1: str, image2: str, output: str, layout: str, model: str, device: str, dtype: str,
             input_colorspace: str, layer: str | None, compression: str, float32: bool, tile: int | None,
             tile_pad: int,
-            weights: str | None = None, iters: int | None = None) -> None:
+            weights: str | None = None, iters: int | None = None, max_memory: str | None = None,
+            threads: int | None = None, compile_model: bool = False) -> None:
     """Estimate the optical flow from IMAGE1 to IMAGE2."""
     from daflow_vfx.engine import FlowJob, flow_pair
 
@@ -45,6 +48,7 @@ def command(image1: str, image2: str, output: str, layout: str, model: str, devi
         image1=image1, image2=image2, output=output, model=model, device=device, dtype=dtype,
         input_colorspace=input_colorspace, layer=layer, layout=layout, half=not float32,
         compression=compression, tile=tile, tile_pad=tile_pad,
+        max_memory=max_memory, threads=threads, compile=compile_model,
     )
     report = flow_pair(job)
     click.echo(f"Wrote {report.output} ({report.width}x{report.height}, {report.estimator} "

@@ -14,6 +14,7 @@ from daflow_vfx.cli._common import (
     layer_option,
     layout_option,
     model_option,
+    performance_options,
     tile_options,
     weights_options,
 )
@@ -40,11 +41,13 @@ from daflow_vfx.cli._common import (
 @click.option("--allow-gaps", is_flag=True, default=False,
               help="Hold the last frame over missing frames instead of failing.")
 @tile_options
+@performance_options
 @config_option
 def command(input_path: str, output: str, frames: str | None, layout: str, model: str, device: str,
             dtype: str, input_colorspace: str, layer: str | None, start_frame: int, compression: str,
             float32: bool, skip_existing: bool, allow_gaps: bool, tile: int | None, tile_pad: int,
-            weights: str | None = None, iters: int | None = None) -> None:
+            weights: str | None = None, iters: int | None = None, max_memory: str | None = None,
+            threads: int | None = None, compile_model: bool = False) -> None:
     """Render motion-vector EXRs for INPUT (image sequence such as plate.####.exr, image or video)."""
     from daflow_vfx.engine import RenderJob, render
     from daflow_vfx.frames import format_frame_spec
@@ -55,6 +58,7 @@ def command(input_path: str, output: str, frames: str | None, layout: str, model
         dtype=dtype, input_colorspace=input_colorspace, layer=layer, start_frame=start_frame,
         compression=compression, half=not float32, skip_existing=skip_existing, allow_gaps=allow_gaps,
         tile=tile, tile_pad=tile_pad,
+        max_memory=max_memory, threads=threads, compile=compile_model,
     )
     with ProgressPrinter("frame") as progress:
         report = render(job, progress=progress)

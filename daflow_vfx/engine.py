@@ -1,4 +1,4 @@
-"""Run a flow estimator over a plate: windows, padding, tiling, devices, threads, and the render job.
+"""Run a flow estimator over a plate: windows, padding, tiling, memory, devices, threads, the render job.
 
 Windows are anchored to absolute frame numbers. With a window of F frames (step S = F - 1 pairs),
 the pair (n, n+1) belongs to the window that starts at ``a = n - (n mod S)`` and holds frames
@@ -6,17 +6,26 @@ the pair (n, n+1) belongs to the window that starts at ``a = n - (n mod S)`` and
 exactly the windows an unchunked render would, reading the neighbour frames just outside its range,
 and chunked output equals unchunked output.
 
+Memory: with a ``max_memory`` budget the engine asks the estimator for its conservative working
+memory (:meth:`~daflow_vfx.estimators.base.FlowEstimator.memory_estimate`) and, when a whole frame
+does not fit, picks the largest tile that does and uses the overlapping, feather-blended tiling. A
+CUDA out-of-memory error during a window retries that window in tiles, halving the tile until it
+fits (or a clean :class:`DeviceError` at the smallest tile).
+
 Nothing heavy is imported at module level: torch only when a device has to be resolved, the I/O
 modules only when a job touches files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import logging
 import math
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -54,6 +63,8 @@ __all__ = [
     "RenderReport",
     "estimate_flow",
     "flow_pair",
+    "format_memory_size",
+    "parse_memory_size",
     "plate_summary",
     "render",
     "device_for_model",
@@ -111,6 +122,90 @@ def check_dtype(dtype: str) -> str:
     if dtype not in DTYPES:
         raise UsageError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     return dtype
+
+
+# --------------------------------------------------------------------------------------------------
+# memory sizes and threads
+
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+_SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([KMGT]?)(?:I?B)?", re.IGNORECASE)
+
+
+def parse_memory_size(value: int | str | None, *, option: str = "--max-memory") -> int | None:
+    """``8G``, ``512M``, ``1.5G``, ``8GB``, ``8GiB`` or plain bytes -> bytes (units are powers of 1024);
+    None stays None. Anything else, or a size under 1 MiB, is a :class:`UsageError`."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise UsageError(f"{option}: expected a size such as 8G or 512M, got {value!r}")
+    if isinstance(value, int | float):
+        size = int(value)
+    else:
+        match = _SIZE.fullmatch(str(value).strip())
+        if match is None:
+            raise UsageError(f"{option}: cannot read {value!r} as a size; use bytes or a number with K, M, G "
+                             "or T (powers of 1024), e.g. 8G or 512M")
+        size = int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+    if size < 2**20:
+        raise UsageError(f"{option}: {value!r} is under 1 MiB, too little for any frame; e.g. 8G or 512M")
+    return size
+
+
+def format_memory_size(size: int) -> str:
+    """Bytes for messages: ``1.5 GiB``, ``512 MiB``."""
+    if size >= 2**30:
+        return f"{size / 2**30:.1f} GiB"
+    return f"{size / 2**20:.0f} MiB"
+
+
+@contextlib.contextmanager
+def thread_limit(threads: int | None) -> Iterator[None]:
+    """Run the body with ``threads`` CPU threads in torch and OpenCV, restoring both afterwards.
+
+    Only libraries already loaded are touched: a classical estimator never imports torch for this,
+    and a DA-Flow run never imports OpenCV. None leaves everything as it is.
+    """
+    if threads is None:
+        yield
+        return
+    torch = sys.modules.get("torch")
+    cv2 = sys.modules.get("cv2")
+    saved_torch = torch.get_num_threads() if torch is not None else None
+    saved_cv2 = cv2.getNumThreads() if cv2 is not None else None
+    try:
+        if torch is not None:
+            torch.set_num_threads(threads)
+        if cv2 is not None:
+            cv2.setNumThreads(threads)
+        yield
+    finally:
+        if torch is not None and saved_torch is not None:
+            torch.set_num_threads(saved_torch)
+        if cv2 is not None and saved_cv2 is not None:
+            cv2.setNumThreads(saved_cv2)
+
+
+# --------------------------------------------------------------------------------------------------
+# out-of-memory errors
+
+_OOM_MARKERS = ("out of memory", "cudnn_status_alloc_failed", "cublas_status_alloc_failed")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for a CUDA out-of-memory error: ``torch.cuda.OutOfMemoryError``, or a RuntimeError saying
+    so (older torch, cuDNN and cuBLAS allocation failures)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and any(m in str(error).lower() for m in _OOM_MARKERS)
+
+
+def _release_device_memory() -> None:
+    """After an out-of-memory error: drop the failed window's tensors and return cached GPU blocks."""
+    gc.collect()  # the failed call's frames may sit in reference cycles
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -177,6 +272,17 @@ def _tile_spans(size: int, tile: int) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:], strict=True))
 
 
+def _tile_region(size: int, tile: int, pad: int) -> int:
+    """The largest extent an estimator sees along one axis when ``size`` is cut into ``tile`` tiles
+    with ``pad`` pixels of overlap: the longest core span plus the overlap, at most the whole axis."""
+    core = max(end - start for start, end in _tile_spans(size, tile))
+    return min(size, core + 2 * pad)
+
+
+def _round_up(value: int, stride: int) -> int:
+    return -(-value // stride) * stride
+
+
 def _ramp(length: int, before: int, after: int) -> np.ndarray:
     """1-D feather weights ``[length]``: 1 over the core, falling linearly across the overlap margins.
 
@@ -195,12 +301,22 @@ def _ramp(length: int, before: int, after: int) -> np.ndarray:
 # the engine
 
 
+MIN_TILE = 64  # pixels: the smallest tile automatic tiling and the out-of-memory retry go down to
+
+
 class FlowEngine:
     """Runs an estimator over windows of frames with padding, tiling and threaded plate reading.
 
     ``estimator`` is a :class:`FlowEstimator` or a registered model name (loaded for ``device`` and
     ``dtype``). ``tile`` (pixels) splits large frames into tiles of at most that size, each seen with
     ``tile_pad`` pixels of overlap on every side and blended back with feathered weights.
+
+    ``max_memory`` (bytes, or a size such as ``"8G"``) bounds one estimator call's working memory
+    (:meth:`FlowEstimator.memory_estimate`: GPU memory on CUDA; on the CPU the engine's own whole-frame
+    buffers are subtracted first): a frame that does not fit is tiled with the largest tile that
+    does, never larger than ``tile``. ``threads`` sets torch's and OpenCV's CPU threads while the
+    engine computes and restores them afterwards. ``compile`` asks the estimator to
+    ``torch.compile`` its network (a warning where it has none).
     """
 
     def __init__(
@@ -214,6 +330,9 @@ class FlowEngine:
         prefetch: int = 4,
         weights: str | None = None,
         iters: int | None = None,
+        max_memory: int | str | None = None,
+        threads: int | None = None,
+        compile: bool = False,
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = check_dtype(dtype)
@@ -221,6 +340,10 @@ class FlowEngine:
             raise UsageError(f"--tile must be a positive number of pixels, got {tile}")
         if int(tile_pad) < 0:
             raise UsageError(f"--tile-pad must be zero or more pixels, got {tile_pad}")
+        if threads is not None and int(threads) < 1:
+            raise UsageError(f"--threads must be 1 or more, got {threads}")
+        self.max_memory = parse_memory_size(max_memory)
+        self.threads = None if threads is None else int(threads)
         if isinstance(estimator, str):
             estimator = load_estimator(estimator, device=self.device, dtype=self.dtype, weights=weights,
                                        iters=iters)
@@ -228,18 +351,114 @@ class FlowEngine:
         self.tile = None if tile is None else int(tile)
         self.tile_pad = int(tile_pad)
         self.prefetch = max(1, int(prefetch))
+        self._tiles: dict[tuple[int, int, int], int | None] = {}  # (frames, H, W) -> tile in use
+        if compile and not self.estimator.enable_compile():
+            log.warning("%s has no network to compile; --compile is ignored", self.estimator.name)
+
+    # -- memory -----------------------------------------------------------------------------------
+
+    @property
+    def _min_tile(self) -> int:
+        floor = MIN_TILE if self.tile is None else min(MIN_TILE, self.tile)
+        return max(floor, self.estimator.stride)
+
+    def _on_gpu(self) -> bool:
+        return str(getattr(self.estimator, "device", self.device)).startswith("cuda")
+
+    def host_bytes(self, frames: int, height: int, width: int) -> int:
+        """Host memory the engine itself holds for a window, whatever the tile: the window and its
+        float32 copy, the prefetched frames, and the whole-frame tiling accumulators (forward,
+        backward, two confidences, the weight sum)."""
+        pixels = height * width
+        return pixels * (4 * 3 * (2 * frames + self.prefetch) + 4 * (frames - 1) * 6 + 4)
+
+    def _needs(self, frames: int, height: int, width: int, tile: int | None) -> int | None:
+        """The estimator's memory for the largest piece ``tile`` cuts a frame into (None: no idea)."""
+        if tile is not None:
+            height = _tile_region(height, tile, self.tile_pad)
+            width = _tile_region(width, tile, self.tile_pad)
+        stride = self.estimator.stride
+        return self.estimator.memory_estimate(frames=frames, height=_round_up(height, stride),
+                                              width=_round_up(width, stride))
+
+    def _plan_tile(self, frames: int, height: int, width: int) -> int | None:
+        """The tile for windows of this size: ``tile``, or under ``max_memory`` the largest that fits."""
+        key = (frames, height, width)
+        if key not in self._tiles:
+            self._tiles[key] = self._choose_tile(frames, height, width)
+        return self._tiles[key]
+
+    def _choose_tile(self, frames: int, height: int, width: int) -> int | None:
+        if self.max_memory is None:
+            return self.tile
+        budget = self.max_memory
+        if not self._on_gpu():
+            budget -= self.host_bytes(frames, height, width)
+        name = self.estimator.name
+        first = self._needs(frames, height, width, self.tile)
+        if first is None:
+            log.warning("%s cannot estimate its memory use; --max-memory is not applied", name)
+            return self.tile
+        if first <= budget:
+            return self.tile
+        step = max(8, self.estimator.stride)
+        largest = min(self.tile or max(height, width), max(height, width))
+        candidates = range(largest - largest % step, self._min_tile - 1, -step)
+        for tile in candidates:
+            need = self._needs(frames, height, width, tile)
+            if need is not None and need <= budget:
+                log.info("%s: %dx%d frames need about %s, over --max-memory %s: %d-px tiles", name, width,
+                         height, format_memory_size(first), format_memory_size(self.max_memory), tile)
+                return tile
+        smallest = self._needs(frames, height, width, self._min_tile) or 0
+        raise UsageError(f"--max-memory {format_memory_size(self.max_memory)} is too little for {name} on "
+                         f"{width}x{height} frames: even {self._min_tile}-px tiles need about "
+                         f"{format_memory_size(smallest + self.max_memory - budget)}; raise --max-memory")
 
     # -- one window -------------------------------------------------------------------------------
 
-    def estimate_window(self, frames: np.ndarray) -> WindowFlows:
-        """Flows between neighbours of ``frames`` ``[F, H, W, 3]`` (display [0, 1]) at any size."""
+    def estimate_window(self, frames: np.ndarray, *, label: str | None = None) -> WindowFlows:
+        """Flows between neighbours of ``frames`` ``[F, H, W, 3]`` (display [0, 1]) at any size.
+
+        ``label`` names the window in errors (``frames 1001-1003``). A CUDA out-of-memory error
+        retries the window in tiles half the size (the last try at :data:`MIN_TILE` pixels).
+        """
         frames = np.ascontiguousarray(frames, dtype=np.float32)  # [F, H, W, 3]
         if frames.ndim != 4 or frames.shape[-1] != 3 or not 2 <= frames.shape[0] <= self.estimator.window:
             raise UsageError(f"{self.estimator.name}: a window takes 2 to {self.estimator.window} RGB frames "
                              f"[F, H, W, 3], got shape {tuple(frames.shape)}")
+        count, h, w = frames.shape[:3]
+        with thread_limit(self.threads):
+            tile = self._plan_tile(count, h, w)
+            while True:
+                try:
+                    return self._estimate_tile(frames, tile)
+                except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is a RuntimeError
+                    if not is_out_of_memory(exc):
+                        raise
+                    failed = tile
+                # outside the except block, so the failed call's tensors are unreferenced
+                _release_device_memory()
+                tile = self._after_out_of_memory(failed, count, h, w, label)
+
+    def _after_out_of_memory(self, failed: int | None, count: int, h: int, w: int, label: str | None) -> int:
+        """The next, halved tile after an out-of-memory error (kept for later windows of this size)."""
+        current = max(h, w) if failed is None else min(failed, max(h, w))
+        where = label or f"a window of {count} {w}x{h} frames"
+        device = getattr(self.estimator, "device", self.device)
+        smaller = max(current // 2, self._min_tile)
+        if current <= self._min_tile:
+            raise DeviceError(f"{where}: out of memory on {device} even in {current}-px tiles; give "
+                              "--max-memory (the memory free on the device) or a smaller --tile, free the "
+                              "device of other work, or use --dtype bfloat16")
+        log.warning("%s: out of memory on %s; retrying in %d-px tiles", where, device, smaller)
+        self._tiles[(count, h, w)] = smaller
+        return smaller
+
+    def _estimate_tile(self, frames: np.ndarray, tile: int | None) -> WindowFlows:
         h, w = frames.shape[1:3]
-        if self.tile is not None and (h > self.tile or w > self.tile):
-            return self._estimate_tiled(frames)
+        if tile is not None and (h > tile or w > tile):
+            return self._estimate_tiled(frames, tile)
         return self._estimate_padded(frames)
 
     def _estimate_padded(self, frames: np.ndarray) -> WindowFlows:
@@ -256,13 +475,13 @@ class FlowEngine:
             confidence_backward=crop(result.confidence_backward),
         )
 
-    def _estimate_tiled(self, frames: np.ndarray) -> WindowFlows:
+    def _estimate_tiled(self, frames: np.ndarray, tile: int) -> WindowFlows:
         pairs, h, w = frames.shape[0] - 1, frames.shape[1], frames.shape[2]
         pad = self.tile_pad
         acc: dict[str, np.ndarray] = {}
         weight_sum = np.zeros((h, w), dtype=np.float32)  # [H, W]
-        for y0, y1 in _tile_spans(h, self.tile):
-            for x0, x1 in _tile_spans(w, self.tile):
+        for y0, y1 in _tile_spans(h, tile):
+            for x0, x1 in _tile_spans(w, tile):
                 ey0, ey1, ex0, ex1 = max(0, y0 - pad), min(h, y1 + pad), max(0, x0 - pad), min(w, x1 + pad)
                 part = self._estimate_padded(frames[:, ey0:ey1, ex0:ex1])
                 weight = np.outer(_ramp(ey1 - ey0, y0 - ey0, ey1 - y1), _ramp(ex1 - ex0, x0 - ex0, ex1 - x1))
@@ -335,7 +554,7 @@ class FlowEngine:
                         raise FrameSizeError(f"frame {f} is {image.shape[1]}x{image.shape[0]} but frame "
                                              f"{win[0]} is {stack[0].shape[1]}x{stack[0].shape[0]}; "
                                              "every frame of a plate must have the same size")
-                result = self.estimate_window(np.stack(stack))
+                result = self.estimate_window(np.stack(stack), label=f"frames {win[0]}-{win[-1]}")
                 for i, n in enumerate(win[:-1]):
                     if n not in needed_pairs:
                         continue
@@ -429,6 +648,9 @@ class RenderJob:
     tile_pad: int = 32
     weights: str | None = None
     iters: int | None = None
+    max_memory: int | str | None = None  # bytes or "8G"; frames that do not fit are tiled
+    threads: int | None = None  # torch / OpenCV CPU threads while computing; None leaves them
+    compile: bool = False  # torch.compile the network (learned models)
 
 
 @dataclass(kw_only=True)
@@ -530,6 +752,7 @@ def render(job: RenderJob, *, progress: Progress | None = None) -> RenderReport:
     _check_choice(job.compression, LOSSLESS_COMPRESSIONS, "compression")
     _check_choice(job.input_colorspace, COLORSPACES, "input colour space")
     check_dtype(job.dtype)
+    max_memory = parse_memory_size(job.max_memory)
     pattern = _output_pattern(job.output)
     requested = parse_frame_spec(job.frames) if job.frames else None
 
@@ -566,7 +789,8 @@ def render(job: RenderJob, *, progress: Progress | None = None) -> RenderReport:
 
         estimator = load_estimator(job.model, device=device, dtype=job.dtype, weights=job.weights,
                                    iters=job.iters)
-        engine = FlowEngine(estimator, device=device, dtype=job.dtype, tile=job.tile, tile_pad=job.tile_pad)
+        engine = FlowEngine(estimator, device=device, dtype=job.dtype, tile=job.tile, tile_pad=job.tile_pad,
+                            max_memory=max_memory, threads=job.threads, compile=job.compile)
         report.estimator, report.estimator_version = estimator.name, estimator.version
         bad_pixels = 0  # only the prefetch thread writes it
 
@@ -641,6 +865,9 @@ class FlowJob:
     tile_pad: int = 32
     weights: str | None = None
     iters: int | None = None
+    max_memory: int | str | None = None  # bytes or "8G"; frames that do not fit are tiled
+    threads: int | None = None  # torch / OpenCV CPU threads while computing; None leaves them
+    compile: bool = False  # torch.compile the network (learned models)
 
 
 @dataclass(kw_only=True)
@@ -672,6 +899,7 @@ def flow_pair(job: FlowJob) -> FlowReport:
         raise UsageError(f"output {job.output!r} must end in .flo or .exr")
     _check_choice(job.input_colorspace, COLORSPACES, "input colour space")
     check_dtype(job.dtype)
+    max_memory = parse_memory_size(job.max_memory)
     device = device_for_model(job.model, job.device)
     first, _, bad1 = _read_single(job.image1, layer=job.layer, colorspace=job.input_colorspace)
     second, _, bad2 = _read_single(job.image2, layer=job.layer, colorspace=job.input_colorspace)
@@ -682,8 +910,9 @@ def flow_pair(job: FlowJob) -> FlowReport:
         log.warning("sanitised %d NaN/Inf/negative pixel(s) in the inputs", bad1 + bad2)
     prepare_output_folder(os.path.dirname(job.output))
     engine = FlowEngine(job.model, device=device, dtype=job.dtype, tile=job.tile, tile_pad=job.tile_pad,
-                        weights=job.weights, iters=job.iters)
-    result = engine.estimate_window(np.stack([first, second]))
+                        weights=job.weights, iters=job.iters, max_memory=max_memory, threads=job.threads,
+                        compile=job.compile)
+    result = engine.estimate_window(np.stack([first, second]), label=f"{job.image1} -> {job.image2}")
     forward, backward = result.forward[0], result.backward[0]  # [H, W, 2] each
     estimator = engine.estimator
     if ext == ".flo":

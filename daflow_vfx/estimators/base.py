@@ -50,3 +50,17 @@ class FlowEstimator(abc.ABC):
     @abc.abstractmethod
     def estimate(self, frames: np.ndarray) -> WindowFlows:
         """Flows between neighbours of ``frames`` ([F, H, W, 3], 2 <= F <= window)."""
+
+    def memory_estimate(self, *, frames: int, height: int, width: int) -> int | None:
+        """Conservative peak bytes of one :meth:`estimate` call on ``frames`` frames of ``height`` x
+        ``width`` pixels (already padded to :attr:`stride`), weights included; None when unknown.
+
+        The engine uses it to pick a tile size under ``max_memory``. It counts the memory of the
+        device the estimator computes on (GPU memory on CUDA, host memory on CPU).
+        """
+        return None
+
+    def enable_compile(self) -> bool:
+        """Compile the estimator's network (``torch.compile``) where it has one; False when there is
+        nothing to compile (classical methods)."""
+        return False

@@ -38,6 +38,10 @@ class OpenCVPairwiseEstimator(FlowEstimator):
     stride = 1
     weights_sha256 = None
     provides_confidence = False
+    # Peak bytes per pixel OpenCV itself allocates for one solve (pyramids, gradients, flow fields),
+    # rounded up from the process high-water mark measured on 512x512 and 1024x1024 frames:
+    # DIS medium 70 and 59, Farneback 87 and 78, DeepFlow 284 (256x256).
+    work_bytes_per_pixel = 128
 
     def __init__(self, *, device: str = "cpu", dtype: str = "float32") -> None:
         import cv2
@@ -52,6 +56,14 @@ class OpenCVPairwiseEstimator(FlowEstimator):
     def _solve(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """uint8 ``[H, W]`` x2 -> flow ``[H, W, 2]`` float32 from ``first`` to ``second``."""
         raise NotImplementedError
+
+    def memory_estimate(self, *, frames: int, height: int, width: int) -> int:
+        """Host bytes of one window: uint8 gray frames, the forward and backward flows twice (the
+        per-pair list and the stacked result, float32 [H, W, 2] each) and one OpenCV solve (solves run
+        one at a time)."""
+        flow = 2 * 4  # bytes per pixel of one float32 [H, W, 2] flow
+        flows = 2 * (frames - 1) * 2 * flow  # forward and backward per pair, list and stacked copies
+        return height * width * (frames + flows + self.work_bytes_per_pixel)
 
     def estimate(self, frames: np.ndarray) -> WindowFlows:
         frames = np.asarray(frames)  # [F, H, W, 3]
@@ -71,6 +83,7 @@ class DISEstimator(OpenCVPairwiseEstimator):
 
     name = "dis"
     PRESETS = ("ultrafast", "fast", "medium")
+    work_bytes_per_pixel = 96
 
     def __init__(self, *, device: str = "cpu", dtype: str = "float32", preset: str = "medium") -> None:
         super().__init__(device=device, dtype=dtype)
@@ -116,6 +129,7 @@ class DeepFlowEstimator(OpenCVPairwiseEstimator):
     """OpenCV contrib DeepFlow (needs opencv-contrib: cv2.optflow)."""
 
     name = "deepflow"
+    work_bytes_per_pixel = 384
 
     def __init__(self, *, device: str = "cpu", dtype: str = "float32") -> None:
         super().__init__(device=device, dtype=dtype)
