@@ -338,8 +338,14 @@ def _compact_cnn_and_refinement(*, dpt_context: int, cell: str) -> dict:
     )
 
 
+# The compact backbone's one-step timestep, chosen by `daflow-vfx bench timestep` (docs/benchmarks.md):
+# its tapped features match tokens best at the smallest t measured (0.1: 12 px against 39 px at
+# t = 0.5), on clean and severe windows alike.
+COMPACT_FEATURE_T = 0.1
+
+
 def daflow_compact(
-    *, lift: bool = True, cell: str = "convnext", feature_timesteps: Sequence[float] = (0.5,)
+    *, lift: bool = True, cell: str = "convnext", feature_timesteps: Sequence[float] = (COMPACT_FEATURE_T,)
 ) -> DAFlow:
     """The CPU-sized DA-Flow (12.6 M parameters): pixel patches instead of the VAE, 6 joint blocks."""
     backbone = LiftedMMDiT(
@@ -412,6 +418,7 @@ def sd3_vae() -> nn.Module:
 def daflow_full(
     *, lift: bool = True, cell: str = "gru", feature_timesteps: Sequence[float] = (0.5,)
 ) -> DAFlow:
+    # t = 0.5 here is not measured: no DiT4SR weights are available to sweep (see COMPACT_FEATURE_T).
     """DiT4SR dimensions (SD3.5-medium MM-DiT: 24 blocks, 24 heads x 64, dual attention in 0-12)."""
     backbone = LiftedMMDiT(
         in_channels=16,

@@ -71,6 +71,7 @@ REGISTRY: dict[str, WeightsEntry] = {
         factory=daflow_compact,
         file="daflow_compact.safetensors",
         sha256=None,
+        flow_init="dis",
     ),
     "daflow-compact-cnn": WeightsEntry(
         name="daflow-compact-cnn",
@@ -78,6 +79,7 @@ REGISTRY: dict[str, WeightsEntry] = {
         factory=daflow_compact_cnn,
         file="daflow_compact_cnn.safetensors",
         sha256=None,
+        flow_init="dis",
     ),
     "daflow-full": WeightsEntry(
         name="daflow-full",

@@ -1,0 +1,52 @@
+"""Does a DA-Flow checkpoint hold up above its training resolution? (development diagnostic)
+
+    python docs/training/resolution_check.py WEIGHTS.safetensors ../shared/data/flow-dev [ITERS [TOKENS]]
+
+Prints mean EPE of DIS and of the checkpoint (``daflow-compact`` architecture) on every second pair of
+the folder, clean, at centre crops of 128x160 (the training size) and 256x320, and on full frames;
+then the checkpoint alone on all pairs' full frames. ITERS sets the refinement iterations (default
+12), TOKENS the backbone's token budget per frame (80 = the 8x10 grid of a 128x160 training crop).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from daflow_vfx.bench.accuracy import flow_errors, load_pairs, read_display
+from daflow_vfx.engine import FlowEngine
+from daflow_vfx.estimators import load_estimator
+from daflow_vfx.io import read_flo
+
+
+def main(weights: str, data: str, iters: int = 12, tokens: int | None = None) -> None:
+    dis = FlowEngine(load_estimator("dis"))
+    est = load_estimator("daflow-compact", weights=weights, iters=iters)
+    if tokens is not None:
+        est.model.max_backbone_tokens = tokens
+    model = FlowEngine(est)
+    for size in [(128, 160), (256, 320), None]:
+        e_dis = e_model = n = 0.0
+        for p in load_pairs(data)[::2]:
+            gt, a, b = read_flo(p.flow), read_display(p.img1), read_display(p.img2)
+            if size:
+                y0, x0 = (a.shape[0] - size[0]) // 2, (a.shape[1] - size[1]) // 2
+                crop = np.s_[y0 : y0 + size[0], x0 : x0 + size[1]]
+                a, b, gt = a[crop], b[crop], gt[crop]
+            e1, _, _, nv = flow_errors(dis.estimate_pair(a, b), gt)
+            e2, _, _, _ = flow_errors(model.estimate_pair(a, b), gt)
+            e_dis, e_model, n = e_dis + e1, e_model + e2, n + nv
+        label = f"{size[0]}x{size[1]}" if size else "full"
+        sys.stdout.write(f"{label}: dis {e_dis / n:.2f}  daflow-compact {e_model / n:.2f}\n")
+    e_model = n = 0.0
+    for p in load_pairs(data):
+        gt = read_flo(p.flow)
+        e, _, _, nv = flow_errors(model.estimate_pair(read_display(p.img1), read_display(p.img2)), gt)
+        e_model, n = e_model + e, n + nv
+    sys.stdout.write(f"all pairs, full frames, {iters} iterations: daflow-compact {e_model / n:.2f}\n")
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    main(args[0], args[1], int(args[2]) if len(args) > 2 else 12, int(args[3]) if len(args) > 3 else None)
