@@ -1,11 +1,13 @@
 """Does a DA-Flow checkpoint hold up above its training resolution? (development diagnostic)
 
-    python docs/training/resolution_check.py WEIGHTS.safetensors ../shared/data/flow-dev [ITERS [TOKENS]]
+    python docs/training/resolution_check.py WEIGHTS.safetensors ../shared/data/flow-dev \
+        [--iters N] [--tokens T] [--model daflow-compact-cnn]
 
 Prints mean EPE of DIS and of the checkpoint (``daflow-compact`` architecture) on every second pair of
 the folder, clean, at centre crops of 128x160 (the training size) and 256x320, and on full frames;
-then the checkpoint alone on all pairs' full frames. ITERS sets the refinement iterations (default
-12), TOKENS the backbone's token budget per frame (80 = the 8x10 grid of a 128x160 training crop).
+then the checkpoint alone on all pairs' full frames. ``--iters`` sets the refinement iterations
+(default 12), ``--tokens`` the backbone's token budget per frame (80 = the 8x10 grid of a 128x160
+training crop), ``--model`` the architecture (default daflow-compact).
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from daflow_vfx.estimators import load_estimator
 from daflow_vfx.io import read_flo
 
 
-def main(weights: str, data: str, iters: int = 12, tokens: int | None = None) -> None:
+def main(
+    weights: str, data: str, iters: int = 12, tokens: int | None = None, model: str = "daflow-compact"
+) -> None:
     dis = FlowEngine(load_estimator("dis"))
-    est = load_estimator("daflow-compact", weights=weights, iters=iters)
+    est = load_estimator(model, weights=weights, iters=iters)
     if tokens is not None:
         est.model.max_backbone_tokens = tokens
-    model = FlowEngine(est)
+    flow = FlowEngine(est)
     for size in [(128, 160), (256, 320), None]:
         e_dis = e_model = n = 0.0
         for p in load_pairs(data)[::2]:
@@ -35,18 +39,26 @@ def main(weights: str, data: str, iters: int = 12, tokens: int | None = None) ->
                 crop = np.s_[y0 : y0 + size[0], x0 : x0 + size[1]]
                 a, b, gt = a[crop], b[crop], gt[crop]
             e1, _, _, nv = flow_errors(dis.estimate_pair(a, b), gt)
-            e2, _, _, _ = flow_errors(model.estimate_pair(a, b), gt)
+            e2, _, _, _ = flow_errors(flow.estimate_pair(a, b), gt)
             e_dis, e_model, n = e_dis + e1, e_model + e2, n + nv
         label = f"{size[0]}x{size[1]}" if size else "full"
-        sys.stdout.write(f"{label}: dis {e_dis / n:.2f}  daflow-compact {e_model / n:.2f}\n")
+        sys.stdout.write(f"{label}: dis {e_dis / n:.2f}  {model} {e_model / n:.2f}\n")
     e_model = n = 0.0
     for p in load_pairs(data):
         gt = read_flo(p.flow)
-        e, _, _, nv = flow_errors(model.estimate_pair(read_display(p.img1), read_display(p.img2)), gt)
+        e, _, _, nv = flow_errors(flow.estimate_pair(read_display(p.img1), read_display(p.img2)), gt)
         e_model, n = e_model + e, n + nv
-    sys.stdout.write(f"all pairs, full frames, {iters} iterations: daflow-compact {e_model / n:.2f}\n")
+    sys.stdout.write(f"all pairs, full frames, {iters} iterations: {model} {e_model / n:.2f}\n")
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    main(args[0], args[1], int(args[2]) if len(args) > 2 else 12, int(args[3]) if len(args) > 3 else None)
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("weights")
+    ap.add_argument("data")
+    ap.add_argument("--iters", type=int, default=12)
+    ap.add_argument("--tokens", type=int, default=None)
+    ap.add_argument("--model", default="daflow-compact")
+    a = ap.parse_args()
+    main(a.weights, a.data, a.iters, a.tokens, a.model)
