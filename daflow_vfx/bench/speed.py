@@ -93,9 +93,6 @@ def check_models(models: Sequence[str]) -> tuple[str, ...]:
 # --------------------------------------------------------------------------------------------------
 # torchvision RAFT
 
-_RAFT_CACHE: dict[str, tuple[types.ModuleType | None, str]] = {}
-
-
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -119,18 +116,12 @@ def load_raft_module(module: str = "torchvision") -> tuple[types.ModuleType, str
     stand-ins from ``sys.modules`` so later imports see torchvision exactly as before.
     ``module`` is the top-level name to load; tests pass a missing one to exercise the failure path.
     """
-    if module in _RAFT_CACHE:
-        cached, how = _RAFT_CACHE[module]
-        if cached is None:
-            raise ModelError(how)
-        return cached, how
     before = set(sys.modules)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             importlib.import_module(module)
             flow_module = importlib.import_module(f"{module}.models.optical_flow")
-        _RAFT_CACHE[module] = (flow_module, f"import {module}")
         return flow_module, f"import {module}"
     except Exception as exc:  # ImportError, or the RuntimeError/OSError of mismatched compiled ops
         exc_first, first = exc, _one_line(exc)
@@ -142,7 +133,6 @@ def load_raft_module(module: str = "torchvision") -> tuple[types.ModuleType, str
     if spec is None or not spec.submodule_search_locations:
         missing = isinstance(exc_first, ModuleNotFoundError) and exc_first.name == module
         reason = f"{module} is not installed" if missing else f"{module} cannot be imported ({first})"
-        _RAFT_CACHE[module] = (None, reason)
         raise ModelError(reason)
     root = spec.submodule_search_locations[0]
     try:
@@ -158,12 +148,10 @@ def load_raft_module(module: str = "torchvision") -> tuple[types.ModuleType, str
         reason = (
             f"import {module} failed ({first}); loading only its RAFT modules failed too ({_one_line(exc)})"
         )
-        _RAFT_CACHE[module] = (None, reason)
         raise ModelError(reason) from None
     finally:
         _drop_modules(module, before)
     how = f"RAFT loaded from {module}'s pure-Python modules; `import {module}` failed: {first}"
-    _RAFT_CACHE[module] = (flow_module, how)
     return flow_module, how
 
 

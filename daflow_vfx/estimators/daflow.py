@@ -315,6 +315,11 @@ class DAFlowEstimator(FlowEstimator):
         self.transform = transform
         # "dis": the weights refine OpenCV DIS's flow, computed here at the boundary on the same frames
         self.flow_init = flow_init
+        self._prior = None
+        if flow_init == "dis":
+            from .classical import DISEstimator
+
+            self._prior = DISEstimator()  # built once: OpenCV's DIS object is reused for every window
         self.model = model.to(self.device).eval()
         self.stride = model.stride
         self.channels_last = self.device.type == "cuda" if channels_last is None else bool(channels_last)
@@ -376,10 +381,8 @@ class DAFlowEstimator(FlowEstimator):
         # such as the correlation look-up and softmax stay in float32.
         ctx = torch.autocast(self.device.type, dtype=dtype) if low else nullcontext()
         init = None
-        if self.flow_init == "dis":
-            from .classical import DISEstimator
-
-            prior = DISEstimator().estimate(frames)  # forward, backward: [F-1, H, W, 2] each
+        if self._prior is not None:
+            prior = self._prior.estimate(frames)  # forward, backward: [F-1, H, W, 2] each
             both = np.concatenate([prior.forward, prior.backward])  # the model's pair order
             prior_host = torch.from_numpy(both)  # [P, H, W, 2]
             if cuda:

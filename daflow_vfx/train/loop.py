@@ -190,29 +190,27 @@ def _validation_set(cfg: TrainConfig) -> SyntheticFlowDataset:
                                 init_flow=cfg.flow_init)
 
 
-def init_flow_epe(cfg: TrainConfig) -> float | None:
-    """EPE of the initial flow alone (e.g. DIS) on the validation set: a refining model must beat it."""
-    if cfg.flow_init is None:
-        return None
+def _baseline_epe(cfg: TrainConfig, predict: Callable[[dict[str, torch.Tensor]], torch.Tensor]) -> float:
+    """Mean EPE on the validation set of a fixed prediction per sample ([P, 2, H, W])."""
     ds = _validation_set(cfg)
     total = 0.0
     for i in range(len(ds)):
         s = ds[i]
         gt = torch.cat([s["flow_fwd"], s["flow_bwd"]])
-        init = torch.cat([s["init_fwd"], s["init_bwd"]])
-        total += float(epe(init, gt, torch.cat([s["valid_fwd"], s["valid_bwd"]])))
+        total += float(epe(predict(s), gt, torch.cat([s["valid_fwd"], s["valid_bwd"]])))
     return total / len(ds)
 
 
 def zero_flow_epe(cfg: TrainConfig) -> float:
     """EPE of predicting no motion on the validation set: a model must beat this to be learning."""
-    ds = _validation_set(cfg)
-    total = 0.0
-    for i in range(len(ds)):
-        s = ds[i]
-        gt = torch.cat([s["flow_fwd"], s["flow_bwd"]])
-        total += float(epe(torch.zeros_like(gt), gt, torch.cat([s["valid_fwd"], s["valid_bwd"]])))
-    return total / len(ds)
+    return _baseline_epe(cfg, lambda s: torch.zeros_like(torch.cat([s["flow_fwd"], s["flow_bwd"]])))
+
+
+def init_flow_epe(cfg: TrainConfig) -> float | None:
+    """EPE of the initial flow alone (e.g. DIS) on the validation set: a refining model must beat it."""
+    if cfg.flow_init is None:
+        return None
+    return _baseline_epe(cfg, lambda s: torch.cat([s["init_fwd"], s["init_bwd"]]))
 
 
 @torch.no_grad()
