@@ -24,6 +24,7 @@ from .corr import build_corr
 from .dit import LiftedMMDiT, default_noise
 from .dpt import DPTHead
 from .encoder import ConvEncoder
+from .norm import local_instance_norm
 from .update import UpdateBlock, convex_upsample
 
 
@@ -104,6 +105,7 @@ class DAFlow(nn.Module):
         feature_timesteps: Sequence[float] = (0.5,),
         noise_seed: int = 0,
         max_backbone_tokens: int | None = None,
+        norm_window: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         heads = (dpt_query, dpt_key, dpt_context)
@@ -124,6 +126,9 @@ class DAFlow(nn.Module):
         self.feature_timesteps = tuple(float(t) for t in feature_timesteps)
         self.noise_seed = noise_seed
         self.max_backbone_tokens = max_backbone_tokens
+        # (h, w) in pixels: the DPT matching features are normalised over this window at 1/8
+        # (see .norm), like the CNN encoder's, so neither depends on the frame size.
+        self.norm_window = norm_window
 
     @property
     def stride(self) -> int:
@@ -163,6 +168,12 @@ class DAFlow(nn.Module):
             taps = [F.interpolate(t, size=grid, mode="bilinear", align_corners=False) for t in taps]
         return taps
 
+    def _match_norm(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [B*F, C, H/8, W/8]
+        if self.norm_window is None:
+            return F.instance_norm(x)
+        return local_instance_norm(x, (self.norm_window[0] // 8, self.norm_window[1] // 8))
+
     def extract(self, frames: torch.Tensor) -> WindowFeatures:
         """Per-frame query/key/context features of a window ([B, F, 3, H, W], normalised)."""
         b, f, _, h, w = frames.shape
@@ -178,8 +189,8 @@ class DAFlow(nn.Module):
             # At initialisation the DPT outputs are ~20x smaller than the CNN matching features
             # (std 0.1 vs 1.8, measured), so the correlation would ignore the diffusion features
             # until the heads grew. Instance-normalising them puts both halves on one scale.
-            query = torch.cat([fmap, F.instance_norm(self.dpt_query(taps))], dim=1)
-            key = torch.cat([fmap, F.instance_norm(self.dpt_key(taps))], dim=1)
+            query = torch.cat([fmap, self._match_norm(self.dpt_query(taps))], dim=1)
+            key = torch.cat([fmap, self._match_norm(self.dpt_key(taps))], dim=1)
             ctx = torch.cat([ctx, self.dpt_context(taps)], dim=1)
 
         def per_frame(x: torch.Tensor) -> torch.Tensor:
@@ -317,12 +328,19 @@ _COMPACT_HIDDEN = 96
 _COMPACT_CONTEXT = 64
 _COMPACT_DPT_OUT = 64
 _COMPACT_LEVELS, _COMPACT_RADIUS = 4, 3
+# The training crop (h, w). Normalisation statistics are taken over a window of this size, so the
+# model computes at 4K what it computed on its training crops (whole-frame norms made its flow fall
+# apart above the training size; see .norm).
+COMPACT_NORM_WINDOW = (128, 160)
 
 
 def _compact_cnn_and_refinement(*, dpt_context: int, cell: str) -> dict:
     """The CNN encoders and refinement of the compact variant (shared with its ablation)."""
+    win = COMPACT_NORM_WINDOW
     return dict(
-        feature_encoder=ConvEncoder(widths=(32, 32, 64, 96), out_channels=_COMPACT_FEATURE, norm="instance"),
+        feature_encoder=ConvEncoder(
+            widths=(32, 32, 64, 96), out_channels=_COMPACT_FEATURE, norm="instance", norm_window=win
+        ),
         context_encoder=ConvEncoder(
             widths=(32, 32, 64, 96), out_channels=_COMPACT_HIDDEN + _COMPACT_CONTEXT, norm="none"
         ),
@@ -331,8 +349,10 @@ def _compact_cnn_and_refinement(*, dpt_context: int, cell: str) -> dict:
             context_channels=_COMPACT_CONTEXT + dpt_context,
             hidden=_COMPACT_HIDDEN,
             cell=cell,
+            norm_window=(win[0] // 8, win[1] // 8),
         ),
         hidden_channels=_COMPACT_HIDDEN,
+        norm_window=win,
         corr_levels=_COMPACT_LEVELS,
         corr_radius=_COMPACT_RADIUS,
     )

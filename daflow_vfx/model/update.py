@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .norm import LocalLayerNorm2d
+
 # The wide Laplace's log-scale is clamped to [0, LOG_B_MAX] as in SEA-RAFT (b up to e^10 px).
 LOG_B_MAX = 10.0
 
@@ -59,10 +61,16 @@ class SepConvGRU(nn.Module):
 
 
 class ConvNeXtBlock(nn.Module):
-    def __init__(self, *, channels: int) -> None:
+    """``norm_window`` (h, w) at 1/8: layer-norm statistics over that window, not the whole grid."""
+
+    def __init__(self, *, channels: int, norm_window: tuple[int, int] | None = None) -> None:
         super().__init__()
         self.dw = nn.Conv2d(channels, channels, 7, padding=3, groups=channels)
-        self.norm = nn.GroupNorm(1, channels)
+        self.norm: nn.Module = (
+            nn.GroupNorm(1, channels)
+            if norm_window is None
+            else LocalLayerNorm2d(channels=channels, window=norm_window)
+        )
         self.pw1 = nn.Conv2d(channels, 4 * channels, 1)
         self.pw2 = nn.Conv2d(4 * channels, channels, 1)
         self.gamma = nn.Parameter(torch.full((1, channels, 1, 1), 1e-2))
@@ -74,10 +82,14 @@ class ConvNeXtBlock(nn.Module):
 class ConvNeXtCell(nn.Module):
     """SEA-RAFT's recurrence: project [hidden, inputs] and refine with ConvNeXt blocks."""
 
-    def __init__(self, *, hidden: int, inputs: int, blocks: int = 2) -> None:
+    def __init__(
+        self, *, hidden: int, inputs: int, blocks: int = 2, norm_window: tuple[int, int] | None = None
+    ) -> None:
         super().__init__()
         self.proj = nn.Conv2d(hidden + inputs, hidden, 3, padding=1)
-        self.blocks = nn.Sequential(*[ConvNeXtBlock(channels=hidden) for _ in range(blocks)])
+        self.blocks = nn.Sequential(
+            *[ConvNeXtBlock(channels=hidden, norm_window=norm_window) for _ in range(blocks)]
+        )
 
     def forward(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.blocks(self.proj(torch.cat([h, x], dim=1))))
@@ -93,7 +105,15 @@ class UpdateBlock(nn.Module):
         cell: ``"gru"`` (RAFT) or ``"convnext"`` (SEA-RAFT).
     """
 
-    def __init__(self, *, corr_channels: int, context_channels: int, hidden: int, cell: str = "gru") -> None:
+    def __init__(
+        self,
+        *,
+        corr_channels: int,
+        context_channels: int,
+        hidden: int,
+        cell: str = "gru",
+        norm_window: tuple[int, int] | None = None,
+    ) -> None:
         super().__init__()
         motion = 128
         self.encoder = MotionEncoder(corr_channels=corr_channels, out_channels=motion)
@@ -101,7 +121,7 @@ class UpdateBlock(nn.Module):
         if cell == "gru":
             self.cell: nn.Module = SepConvGRU(hidden=hidden, inputs=inputs)
         elif cell == "convnext":
-            self.cell = ConvNeXtCell(hidden=hidden, inputs=inputs)
+            self.cell = ConvNeXtCell(hidden=hidden, inputs=inputs, norm_window=norm_window)
         else:
             raise ValueError(f"cell must be 'gru' or 'convnext', not {cell!r}")
         # One shared trunk for the three per-step outputs: the heads run every iteration, so
