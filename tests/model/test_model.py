@@ -125,13 +125,14 @@ def test_warm_start_changes_the_starting_point(tiny):
 
 @torch.no_grad()
 @pytest.mark.parametrize("hw", [(7, 9), (12, 20), (1, 3)])
-def test_local_correlation_matches_all_pairs(hw):
+@pytest.mark.parametrize("max_volume", [0, 12 * 20 * 30, 10**9])  # none, the coarse levels, all precomputed
+def test_local_correlation_matches_all_pairs(hw, max_volume):
     torch.manual_seed(0)
     h, w = hw
     f1, f2 = torch.randn(2, 24, h, w), torch.randn(2, 24, h, w)
     coords = torch.rand(2, 2, h, w) * torch.tensor([w, h]).view(1, 2, 1, 1) * 1.5 - 2
     a = AllPairsCorr(f1, f2, levels=4, radius=3)(coords)
-    b = LocalCorr(f1, f2, levels=4, radius=3, chunk=13)(coords)
+    b = LocalCorr(f1, f2, levels=4, radius=3, chunk=13, max_volume=max_volume)(coords)
     assert a.shape == b.shape == (2, 4 * 49, h, w)
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
