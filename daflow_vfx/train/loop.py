@@ -65,6 +65,9 @@ class TrainConfig:
     stage2: StageConfig = field(default_factory=lambda: StageConfig(steps=20000, lr=4e-4))
     val_every: int = 250
     val_samples: int = 16
+    # A second, larger validation size (h, w): does the model hold up above its training crop?
+    val_large: tuple[int, int] | None = None
+    val_large_samples: int = 4
     checkpoint_minutes: float = 5.0
     init_weights: str | None = None
     init_backbone: str | None = (
@@ -102,8 +105,9 @@ class TrainConfig:
                 if bad:
                     raise ConfigError(f"{source}: unknown keys in {stage}: {', '.join(bad)}")
                 kw[stage] = StageConfig(**kw[stage])
-        if "crop" in kw:
-            kw["crop"] = tuple(kw["crop"])
+        for key in ("crop", "val_large"):
+            if kw.get(key) is not None:
+                kw[key] = tuple(kw[key])
         if kw.get("flow_init") not in (None, *FLOW_INITS):
             raise ConfigError(f"{source}: flow_init {kw['flow_init']!r}; use one of {', '.join(FLOW_INITS)}")
         return cls(**kw)
@@ -184,15 +188,19 @@ def _flow_init(batch: dict[str, torch.Tensor], n: int, cfg: TrainConfig) -> torc
     return torch.cat([batch["init_fwd"][:, :n], batch["init_bwd"][:, :n]], dim=1)
 
 
-def _validation_set(cfg: TrainConfig) -> SyntheticFlowDataset:
-    return SyntheticFlowDataset(size=cfg.crop, num_frames=cfg.num_frames, seed=10_000 + cfg.seed,
-                                length=cfg.val_samples, degrade_preset="severe", clean_fraction=0.0,
+def _validation_set(cfg: TrainConfig, *, large: bool = False) -> SyntheticFlowDataset:
+    size, length = (cfg.val_large, cfg.val_large_samples) if large else (cfg.crop, cfg.val_samples)
+    assert size is not None
+    return SyntheticFlowDataset(size=size, num_frames=cfg.num_frames, seed=10_000 + cfg.seed,
+                                length=length, degrade_preset="severe", clean_fraction=0.0,
                                 init_flow=cfg.flow_init)
 
 
-def _baseline_epe(cfg: TrainConfig, predict: Callable[[dict[str, torch.Tensor]], torch.Tensor]) -> float:
+def _baseline_epe(
+    cfg: TrainConfig, predict: Callable[[dict[str, torch.Tensor]], torch.Tensor], *, large: bool = False
+) -> float:
     """Mean EPE on the validation set of a fixed prediction per sample ([P, 2, H, W])."""
-    ds = _validation_set(cfg)
+    ds = _validation_set(cfg, large=large)
     total = 0.0
     for i in range(len(ds)):
         s = ds[i]
@@ -201,22 +209,25 @@ def _baseline_epe(cfg: TrainConfig, predict: Callable[[dict[str, torch.Tensor]],
     return total / len(ds)
 
 
-def zero_flow_epe(cfg: TrainConfig) -> float:
+def zero_flow_epe(cfg: TrainConfig, *, large: bool = False) -> float:
     """EPE of predicting no motion on the validation set: a model must beat this to be learning."""
-    return _baseline_epe(cfg, lambda s: torch.zeros_like(torch.cat([s["flow_fwd"], s["flow_bwd"]])))
+    return _baseline_epe(
+        cfg, lambda s: torch.zeros_like(torch.cat([s["flow_fwd"], s["flow_bwd"]])), large=large
+    )
 
 
-def init_flow_epe(cfg: TrainConfig) -> float | None:
+def init_flow_epe(cfg: TrainConfig, *, large: bool = False) -> float | None:
     """EPE of the initial flow alone (e.g. DIS) on the validation set: a refining model must beat it."""
     if cfg.flow_init is None:
         return None
-    return _baseline_epe(cfg, lambda s: torch.cat([s["init_fwd"], s["init_bwd"]]))
+    return _baseline_epe(cfg, lambda s: torch.cat([s["init_fwd"], s["init_bwd"]]), large=large)
 
 
 @torch.no_grad()
-def validate(model: DAFlow, cfg: TrainConfig, transform) -> float:
-    """Mean EPE on a fixed synthetic set (its own seed, severe degradation)."""
-    ds = _validation_set(cfg)
+def validate(model: DAFlow, cfg: TrainConfig, transform, *, large: bool = False) -> float:
+    """Mean EPE on a fixed synthetic set (its own seed, severe degradation); ``large``: the
+    ``val_large`` set."""
+    ds = _validation_set(cfg, large=large)
     was_training = model.training
     model.eval()
     total = 0.0
@@ -289,6 +300,7 @@ def train(
     last_loss, val = float("nan"), None
     zero_epe: float | None = None
     init_epe: float | None = None
+    large_baselines: dict[str, float | None] | None = None
     try:
         while stage <= 2:
             sc = cfg.stage1 if stage == 1 else cfg.stage2
@@ -354,6 +366,13 @@ def train(
                         if init_epe is None:
                             init_epe = init_flow_epe(cfg)
                         rec["val_init_epe"] = round(float(init_epe), 4)  # the prior it refines
+                    if cfg.val_large is not None:
+                        rec["val_large_epe"] = round(validate(model, cfg, transform, large=True), 4)
+                        if large_baselines is None:
+                            large_baselines = {"val_large_zero_epe": zero_flow_epe(cfg, large=True)}
+                            if cfg.flow_init is not None:
+                                large_baselines["val_large_init_epe"] = init_flow_epe(cfg, large=True)
+                        rec.update({k: round(float(v), 4) for k, v in large_baselines.items()})
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
                 if on_log is not None:

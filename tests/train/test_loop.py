@@ -22,12 +22,14 @@ def _cfg(tmp_path, **kw):
 
 @pytest.mark.slow
 def test_two_stages_log_checkpoint_and_resume(tmp_path):
-    report = train(_cfg(tmp_path), progress=False)
+    report = train(_cfg(tmp_path, val_large=(48, 64), val_large_samples=1), progress=False)
     run = tmp_path / "run"
     recs = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [(r["stage"], r["step"]) for r in recs] == [(1, 1), (1, 2), (2, 1), (2, 2)]
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in recs)
     assert "val_epe" in recs[-1] and report.val_epe is not None
+    # The larger validation size is logged beside the training-size one, with its zero-flow baseline.
+    assert recs[-1]["val_large_epe"] > 0 and recs[-1]["val_large_zero_epe"] > 0
     ck = torch.load(run / "checkpoint.pt", weights_only=True)
     assert (ck["stage"], ck["step"]) == (2, 2)
     # Resume: more stage-2 steps continue from the checkpoint instead of starting over.
