@@ -10,8 +10,10 @@ Revisiting Global Information Aggregation", ECCV 2022), the statistics here are 
 stays inside the frame, so on a frame no larger than the window every position uses the whole
 frame: exactly instance/group norm, which is what the weights were trained with.
 
-Window sums come from integral images (cumulative sums), so the cost is a few passes over the
-tensor whatever the window size.
+The networks use :func:`block_moments`: windows summed from blocks of a quarter window and the
+statistics interpolated between blocks, a few passes over the tensor whatever the window size
+(0.45 s against 0.13 s for a whole-frame instance norm on a [3, 32, 544, 960] map, 2 cores).
+:func:`local_moments` is the exact per-position form, kept as the reference the tests compare with.
 """
 
 from __future__ import annotations
@@ -37,7 +39,11 @@ def _window_sum(x: torch.Tensor, dim: int, k: int) -> torch.Tensor:
 
 
 def local_moments(x: torch.Tensor, window: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and variance of ``x`` [N, C, H, W] over a ``window`` (h, w) around each position."""
+    """Mean and variance of ``x`` [N, C, H, W] over a ``window`` (h, w) around each position.
+
+    Exact for every position (each window is summed); see :func:`block_moments` for the fast form
+    the networks use.
+    """
     kh, kw = window
     count = min(kh, x.shape[-2]) * min(kw, x.shape[-1])
     # float32 sums: the difference of two cumulative sums loses precision in half types.
@@ -47,14 +53,62 @@ def local_moments(x: torch.Tensor, window: tuple[int, int]) -> tuple[torch.Tenso
     return mean, (sq - mean * mean).clamp_min(0.0)
 
 
+# Windows are summed from blocks of 1/BLOCKS of the window per side.
+BLOCKS = 4
+
+
+def block_moments(
+    x: torch.Tensor, window: tuple[int, int], *, upsample: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance of ``x`` [N, C, H, W] over ``window``, the fast form.
+
+    Summing a window at every position costs ~25 passes over a 1080p feature map (3 s per norm on
+    2 cores, measured), but the statistics of a window this large change slowly from one position
+    to the next. So blocks of window/4 per side are summed once (average pooling), windows of 4x4
+    blocks (sliding but inside the frame, as in :func:`local_moments`) give the statistics at each
+    block, and those are interpolated bilinearly to every position (``upsample=False`` returns them
+    per block, [N, C, gh, gw]). Where the frame is no larger than the window in a dimension, the
+    whole dimension is one window, as in the exact form.
+    """
+    h, w = x.shape[-2:]
+    kh, kw = window
+    xf = x.float()
+    # A dimension the window covers is pooled whole (one block); others in blocks of window/4.
+    bh = h if h <= kh else max(1, kh // BLOCKS)
+    bw = w if w <= kw else max(1, kw // BLOCKS)
+    nh, nw = (1 if h <= kh else BLOCKS), (1 if w <= kw else BLOCKS)
+    ones = xf.new_ones(1, 1, h, w)
+    pool = dict(kernel_size=(bh, bw), stride=(bh, bw), ceil_mode=True)
+    # Block sums (ceil mode: the last block of a row or column may be partial, so counts are kept).
+    count = F.avg_pool2d(ones, **pool, divisor_override=1)  # [1, 1, gh, gw] pixels per block
+    s1 = F.avg_pool2d(xf, **pool, divisor_override=1)  # [N, C, gh, gw]
+    s2 = F.avg_pool2d(xf * xf, **pool, divisor_override=1)
+    c = _window_sum(_window_sum(count, 2, nh), 3, nw)
+    mean = _window_sum(_window_sum(s1, 2, nh), 3, nw) / c
+    sq = _window_sum(_window_sum(s2, 2, nh), 3, nw) / c
+    var = (sq - mean * mean).clamp_min(0.0)
+    if upsample and mean.shape[-2:] != (h, w):
+        mean = F.interpolate(mean, size=(h, w), mode="bilinear", align_corners=False)
+        var = F.interpolate(var, size=(h, w), mode="bilinear", align_corners=False)
+    return mean, var
+
+
 def local_instance_norm(x: torch.Tensor, window: tuple[int, int], eps: float = 1e-5) -> torch.Tensor:
     """Instance norm with statistics over ``window`` (no affine); equals ``F.instance_norm`` on
     frames no larger than the window."""
     # x: [N, C, H, W]
     if x.shape[-2] <= window[0] and x.shape[-1] <= window[1]:
         return F.instance_norm(x, eps=eps)
-    mean, var = local_moments(x, window)
-    return ((x.float() - mean) * torch.rsqrt(var + eps)).to(x.dtype)
+    mean, var = block_moments(x, window, upsample=False)
+    # y = x * a + b with a = 1/std, b = -mean/std: two maps interpolated instead of mean and var
+    # followed by an rsqrt over the full-size tensor.
+    a = torch.rsqrt(var + eps)
+    b = -mean * a
+    size = x.shape[-2:]
+    if a.shape[-2:] != size:
+        a = F.interpolate(a, size=size, mode="bilinear", align_corners=False)
+        b = F.interpolate(b, size=size, mode="bilinear", align_corners=False)
+    return torch.addcmul(b, x.float(), a).to(x.dtype)
 
 
 class LocalInstanceNorm2d(nn.Module):
@@ -90,8 +144,8 @@ class LocalLayerNorm2d(nn.Module):
         if x.shape[-2] <= self.window[0] and x.shape[-1] <= self.window[1]:
             return F.group_norm(x, 1, self.weight, self.bias, self.eps)
         xf = x.float()
-        mean, _ = local_moments(xf.mean(1, keepdim=True), self.window)
-        sq, _ = local_moments((xf * xf).mean(1, keepdim=True), self.window)
+        mean, _ = block_moments(xf.mean(1, keepdim=True), self.window)
+        sq, _ = block_moments((xf * xf).mean(1, keepdim=True), self.window)
         var = (sq - mean * mean).clamp_min(0.0)
         y = (xf - mean) * torch.rsqrt(var + self.eps)
         return (y * self.weight[:, None, None] + self.bias[:, None, None]).to(x.dtype)
