@@ -32,6 +32,12 @@ def command() -> None:
 @click.option("--seed", default=0, show_default=True, type=int, help="Degradation seed.")
 @click.option("--limit", default=None, type=int, help="Only the first N pairs.")
 @click.option(
+    "--iters",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Refinement iterations of the DA-Flow models (default: each model's registry value).",
+)
+@click.option(
     "--output",
     default="docs/benchmarks.md",
     show_default=True,
@@ -39,7 +45,14 @@ def command() -> None:
 )
 @device_option
 def accuracy(
-    data: str, models: str, levels: str, seed: int, limit: int | None, output: str, device: str
+    data: str,
+    models: str,
+    levels: str,
+    seed: int,
+    limit: int | None,
+    iters: int | None,
+    output: str,
+    device: str,
 ) -> None:
     """EPE and outlier rates of each model at each degradation level, side by side."""
     from daflow_vfx.bench.accuracy import AccuracyJob, bench_accuracy
@@ -52,6 +65,7 @@ def accuracy(
         seed=seed,
         device=resolve_device(device),
         limit=limit,
+        iters=iters,
         output=None if output == "-" else output,
         command="daflow-vfx " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )

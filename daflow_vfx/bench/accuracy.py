@@ -98,9 +98,13 @@ def run_accuracy(
     seed: int = 0,
     device: str = "cpu",
     limit: int | None = None,
+    iters: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[Row], list[str]]:
-    """Evaluate ``models`` at ``levels``; return the rows and the models skipped (with the reason)."""
+    """Evaluate ``models`` at ``levels``; return the rows and the models skipped (with the reason).
+
+    ``iters`` sets the DA-Flow models' refinement iterations (None: each model's registry value).
+    """
     from ..engine import FlowEngine
     from ..estimators import load_estimator
 
@@ -112,7 +116,7 @@ def run_accuracy(
     skipped: list[str] = []
     for name in models:
         try:
-            engines[name] = FlowEngine(load_estimator(name, device=device), device=device)
+            engines[name] = FlowEngine(load_estimator(name, device=device, iters=iters), device=device)
         except WeightsError:
             log.warning("skipping %s: no trained weights", name)
             skipped.append(f"{name} (no trained weights)")
@@ -125,7 +129,10 @@ def run_accuracy(
     for i, pair in enumerate(pairs):
         clean = np.stack([read_display(pair.img1), read_display(pair.img2)])  # [2, H, W, 3]
         gt = read_flo(pair.flow)  # [H, W, 2]
-        for li, level in enumerate(levels):
+        for level in levels:
+            # Seeded by the level's place in LEVELS, not in the request, so a level degrades the
+            # same whichever other levels a run asks for.
+            li = LEVELS.index(level)
             frames = degrade_pair(clean, gt, level, seed=seed * 100_003 + i * 101 + li)
             for name, engine in engines.items():
                 t0 = time.perf_counter()
@@ -202,6 +209,7 @@ class AccuracyJob:
     seed: int = 0
     device: str = "cpu"
     limit: int | None = None
+    iters: int | None = None
     output: str | None = "docs/benchmarks.md"
     command: str = ""
 
@@ -217,7 +225,7 @@ def bench_accuracy(job: AccuracyJob, *, progress: Callable[[int, int], None] | N
 
     t0 = time.perf_counter()
     rows, skipped = run_accuracy(job.data, models=job.models, levels=job.levels, seed=job.seed,
-                                 device=job.device, limit=job.limit, progress=progress)
+                                 device=job.device, limit=job.limit, iters=job.iters, progress=progress)
     minutes = (time.perf_counter() - t0) / 60
     npairs = rows[0].pairs if rows else 0
     lines = [

@@ -77,3 +77,31 @@ def test_train_bad_config_is_a_clean_error(tmp_path):
     p.write_text("modle: daflow-compact\n")
     res = CliRunner().invoke(main, ["train", "--config", str(p)])
     assert res.exit_code == 2 and "unknown keys modle" in res.output
+
+
+def test_a_level_degrades_the_same_whichever_levels_are_asked_for(tiny_flow_dir):
+    from daflow_vfx.bench.accuracy import run_accuracy
+
+    alone, _ = run_accuracy(tiny_flow_dir, models=("dis",), levels=("severe",))
+    together, _ = run_accuracy(tiny_flow_dir, models=("dis",), levels=("clean", "severe"))
+    severe = next(r for r in together if r.level == "severe")
+    assert alone[0].epe == severe.epe
+
+
+def test_bench_accuracy_iters_reaches_the_daflow_estimator(tiny_flow_dir, monkeypatch):
+    import daflow_vfx.estimators as estimators
+
+    seen = []
+    real = estimators.load_estimator
+
+    def spy(name, **kw):
+        seen.append((name, kw.get("iters")))
+        return real(name, **kw)
+
+    monkeypatch.setattr(estimators, "load_estimator", spy)
+    res = CliRunner().invoke(main, ["bench", "accuracy", "--data", str(tiny_flow_dir), "--models", "dis",
+                                    "--levels", "clean", "--iters", "3", "--output", "-"])
+    assert res.exit_code == 0, res.output
+    assert seen == [("dis", 3)]
+    bad = CliRunner().invoke(main, ["bench", "accuracy", "--data", str(tiny_flow_dir), "--iters", "0"])
+    assert bad.exit_code != 0 and "--iters" in bad.output
