@@ -113,7 +113,11 @@ def register(entry: ModelEntry) -> None:
 
 
 def resolve_default_model() -> str:
-    """The model ``--model default`` runs: the classical baseline until learned weights ship."""
+    """The model ``--model default`` runs.
+
+    DIS until a learned model beats it: the shipped daflow-compact weights are more accurate only on
+    severely degraded footage, and less on clean (docs/benchmarks.md, the weights' model card).
+    """
     return "dis"
 
 

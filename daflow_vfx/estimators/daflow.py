@@ -441,7 +441,7 @@ def _make(
         flow_init=flow_init_of(entry, weights),
         device=resolve_device(device),
         dtype=dtype,
-        iters=iters or DEFAULT_ITERS,
+        iters=iters or entry.iters,
         compile=compile,
     )
 

@@ -1,13 +1,14 @@
 """Does a DA-Flow checkpoint hold up above its training resolution? (development diagnostic)
 
     python docs/training/resolution_check.py WEIGHTS.safetensors ../shared/data/flow-dev \
-        [--iters N] [--tokens T] [--model daflow-compact-cnn]
+        [--iters N] [--tokens T] [--model daflow-compact-cnn] [--tile PX]
 
 Prints mean EPE of DIS and of the checkpoint (``daflow-compact`` architecture) on every second pair of
 the folder, clean, at centre crops of 128x160 (the training size) and 256x320, and on full frames;
 then the checkpoint alone on all pairs' full frames. ``--iters`` sets the refinement iterations
 (default 12), ``--tokens`` the backbone's token budget per frame (80 = the 8x10 grid of a 128x160
-training crop), ``--model`` the architecture (default daflow-compact).
+training crop), ``--model`` the architecture (default daflow-compact), ``--tile`` runs the model on
+tiles of that many pixels (32-pixel overlap) instead of whole frames.
 """
 
 from __future__ import annotations
@@ -23,13 +24,18 @@ from daflow_vfx.io import read_flo
 
 
 def main(
-    weights: str, data: str, iters: int = 12, tokens: int | None = None, model: str = "daflow-compact"
+    weights: str,
+    data: str,
+    iters: int = 12,
+    tokens: int | None = None,
+    model: str = "daflow-compact",
+    tile: int | None = None,
 ) -> None:
     dis = FlowEngine(load_estimator("dis"))
     est = load_estimator(model, weights=weights, iters=iters)
     if tokens is not None:
         est.model.max_backbone_tokens = tokens
-    flow = FlowEngine(est)
+    flow = FlowEngine(est, tile=tile, tile_pad=32)
     for size in [(128, 160), (256, 320), None]:
         e_dis = e_model = n = 0.0
         for p in load_pairs(data)[::2]:
@@ -60,5 +66,6 @@ if __name__ == "__main__":
     ap.add_argument("--iters", type=int, default=12)
     ap.add_argument("--tokens", type=int, default=None)
     ap.add_argument("--model", default="daflow-compact")
+    ap.add_argument("--tile", type=int, default=None)
     a = ap.parse_args()
-    main(a.weights, a.data, a.iters, a.tokens, a.model)
+    main(a.weights, a.data, a.iters, a.tokens, a.model, a.tile)

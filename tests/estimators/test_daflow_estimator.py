@@ -70,6 +70,9 @@ def test_shipped_compact_weights_track_a_known_motion():
         pytest.skip("no shipped daflow-compact weights")
     est = load_estimator("daflow-compact")
     assert est.weights_sha256 == REGISTRY["daflow-compact"].sha256 and est.flow_init == "dis"
+    # The iterations the weights were evaluated with, unless the caller says otherwise.
+    assert est.iters == REGISTRY["daflow-compact"].iters
+    assert load_estimator("daflow-compact", iters=7).iters == 7
     rng = np.random.default_rng(7)
     big = cv2.GaussianBlur(rng.random((160, 200, 3), dtype=np.float32), (0, 0), 2.0)
     big = (big - big.min()) / (big.max() - big.min())

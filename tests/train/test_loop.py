@@ -64,6 +64,7 @@ def test_config_rejects_unknown_keys(tmp_path):
         ("train_compact", "daflow-compact", True),
         ("train_compact_cnn", "daflow-compact-cnn", False),
         ("train_compact_continue", "daflow-compact", False),
+        ("train_compact_next", "daflow-compact", False),
     ],
 )
 def test_shipped_configs_parse(name, model, stage1):
