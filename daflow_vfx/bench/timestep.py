@@ -117,7 +117,7 @@ def run_timestep(
     from ..io import read_flo
     from ..model.weights import build_model
     from ..train.data import SyntheticFlowDataset
-    from ..train.loop import TrainConfig, validate
+    from ..train.loop import TrainConfig, validate, validation_samples
     from .accuracy import degrade_pair, flow_errors, load_pairs, read_display
 
     if not job.timesteps:
@@ -144,6 +144,8 @@ def run_timestep(
             gt = read_flo(p.flow)
             clean = np.stack([read_display(p.img1), read_display(p.img2)])
             dev.append((degrade_pair(clean, gt, "severe", seed=1000 + i), gt))
+    val_cfg = TrainConfig(val_samples=job.samples, seed=job.seed)
+    val_set = validation_samples(val_cfg)  # the same samples for every timestep
     patch = model.stride
     original = model.feature_timesteps
     rows = []
@@ -163,7 +165,7 @@ def run_timestep(
                         )
                         sums[key][0] += e
                         sums[key][1] += n
-                val = validate(model, TrainConfig(val_samples=job.samples, seed=job.seed), transform)
+                val = validate(model, val_cfg, transform, samples=val_set)
             dev_epe = None
             if dev:
                 engine = FlowEngine(

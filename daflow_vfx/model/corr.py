@@ -31,6 +31,14 @@ def _normalize_grid(xy: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return torch.stack([gx, gy], dim=-1)
 
 
+def _sample_volume(corr: torch.Tensor, xy: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
+    """Bilinear look-up of one precomputed level: corr [M, 1, hl, wl], xy [M, 1, 1, 2] positions at the
+    level, offs [K, 2] -> [M, K] (zero outside the level)."""
+    grid = _normalize_grid(xy + offs.reshape(1, 1, -1, 2), corr.shape[2], corr.shape[3])
+    sampled = F.grid_sample(corr, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return sampled.reshape(corr.shape[0], -1)
+
+
 def _pool_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
     out = [x]
     for _ in range(levels - 1):
@@ -56,12 +64,10 @@ class AllPairsCorr:
         n, h, w = self.shape
         offs = window_offsets(self.radius, device=coords.device, dtype=coords.dtype)  # [K, 2]
         xy = coords.permute(0, 2, 3, 1).reshape(n * h * w, 1, 1, 2)
-        out = []
-        for lvl, corr in enumerate(self.pyramid):
-            pts = xy / 2**lvl + offs.reshape(1, 1, -1, 2)  # [N*h*w, 1, K, 2]
-            grid = _normalize_grid(pts, corr.shape[2], corr.shape[3])
-            sampled = F.grid_sample(corr, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-            out.append(sampled.reshape(n, h, w, -1))
+        out = [
+            _sample_volume(corr, xy / 2**lvl, offs).reshape(n, h, w, -1)
+            for lvl, corr in enumerate(self.pyramid)
+        ]
         return torch.cat(out, dim=-1).permute(0, 3, 1, 2).contiguous()
 
 
@@ -116,17 +122,13 @@ class LocalCorr:
         iy, ix = iy.reshape(-1), ix.reshape(-1)  # [side*side]
         xy = coords.flatten(2).transpose(1, 2)  # [N, P, 2]
         batch = torch.arange(n, device=coords.device)[:, None, None]
+        offs = window_offsets(r, device=coords.device, dtype=coords.dtype)  # [K, 2]
         per_level = []
         for lvl, (kind, rows, hl, wl) in enumerate(self.tables):
             pts = xy / 2**lvl
             if kind == "volume":
                 # rows: [N*h*w, 1, hl, wl], sampled as AllPairsCorr does
-                offs = window_offsets(r, device=coords.device, dtype=coords.dtype)  # [K, 2]
-                at = pts.reshape(n * h * w, 1, 1, 2) + offs.reshape(1, 1, -1, 2)
-                grid = _normalize_grid(at, hl, wl)
-                sampled = F.grid_sample(
-                    rows, grid, mode="bilinear", padding_mode="zeros", align_corners=False
-                )
+                sampled = _sample_volume(rows, pts.reshape(n * h * w, 1, 1, 2), offs)
                 per_level.append(sampled.reshape(n, h * w, -1).to(self.fmap1.dtype))
                 continue
             base = torch.floor(pts)

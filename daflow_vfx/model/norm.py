@@ -31,8 +31,6 @@ def _window_sum(x: torch.Tensor, dim: int, k: int) -> torch.Tensor:
     n = x.shape[dim]
     if n <= k:
         return x.sum(dim=dim, keepdim=True).expand_as(x)
-    shape = [1] * x.dim()
-    shape[dim] = 1
     cs = torch.cat([x.new_zeros(x.shape[:dim] + (1,) + x.shape[dim + 1 :]), x.cumsum(dim)], dim=dim)
     start = (torch.arange(n, device=x.device) - k // 2).clamp(0, n - k)
     return cs.index_select(dim, start + k) - cs.index_select(dim, start)
@@ -144,8 +142,10 @@ class LocalLayerNorm2d(nn.Module):
         if x.shape[-2] <= self.window[0] and x.shape[-1] <= self.window[1]:
             return F.group_norm(x, 1, self.weight, self.bias, self.eps)
         xf = x.float()
-        mean, _ = block_moments(xf.mean(1, keepdim=True), self.window)
-        sq, _ = block_moments((xf * xf).mean(1, keepdim=True), self.window)
+        # Window means of the channel mean and of the channel mean square, in one pass: [N, 2, H, W].
+        moments, _ = block_moments(torch.cat([xf.mean(1, keepdim=True), (xf * xf).mean(1, keepdim=True)], 1),
+                                   self.window)
+        mean, sq = moments[:, :1], moments[:, 1:]
         var = (sq - mean * mean).clamp_min(0.0)
         y = (xf - mean) * torch.rsqrt(var + self.eps)
         return (y * self.weight[:, None, None] + self.bias[:, None, None]).to(x.dtype)

@@ -188,51 +188,54 @@ def _flow_init(batch: dict[str, torch.Tensor], n: int, cfg: TrainConfig) -> torc
     return torch.cat([batch["init_fwd"][:, :n], batch["init_bwd"][:, :n]], dim=1)
 
 
-def _validation_set(cfg: TrainConfig, *, large: bool = False) -> SyntheticFlowDataset:
+def validation_samples(cfg: TrainConfig, *, large: bool = False) -> list[dict[str, torch.Tensor]]:
+    """The fixed synthetic validation set (its own seed, severe degradation), generated once.
+
+    ``large``: the ``val_large`` set. Every validation of a run scores the same samples, so a run
+    generates them once (rendering, degrading and DIS included) and passes them on.
+    """
     size, length = (cfg.val_large, cfg.val_large_samples) if large else (cfg.crop, cfg.val_samples)
     assert size is not None
-    return SyntheticFlowDataset(size=size, num_frames=cfg.num_frames, seed=10_000 + cfg.seed,
-                                length=length, degrade_preset="severe", clean_fraction=0.0,
-                                init_flow=cfg.flow_init)
+    ds = SyntheticFlowDataset(size=size, num_frames=cfg.num_frames, seed=10_000 + cfg.seed,
+                              length=length, degrade_preset="severe", clean_fraction=0.0,
+                              init_flow=cfg.flow_init)
+    return [ds[i] for i in range(len(ds))]
 
 
 def _baseline_epe(
-    cfg: TrainConfig, predict: Callable[[dict[str, torch.Tensor]], torch.Tensor], *, large: bool = False
+    samples: list[dict[str, torch.Tensor]], predict: Callable[[dict[str, torch.Tensor]], torch.Tensor]
 ) -> float:
-    """Mean EPE on the validation set of a fixed prediction per sample ([P, 2, H, W])."""
-    ds = _validation_set(cfg, large=large)
+    """Mean EPE on validation samples of a fixed prediction per sample ([P, 2, H, W])."""
     total = 0.0
-    for i in range(len(ds)):
-        s = ds[i]
+    for s in samples:
         gt = torch.cat([s["flow_fwd"], s["flow_bwd"]])
         total += float(epe(predict(s), gt, torch.cat([s["valid_fwd"], s["valid_bwd"]])))
-    return total / len(ds)
+    return total / len(samples)
 
 
-def zero_flow_epe(cfg: TrainConfig, *, large: bool = False) -> float:
+def zero_flow_epe(samples: list[dict[str, torch.Tensor]]) -> float:
     """EPE of predicting no motion on the validation set: a model must beat this to be learning."""
-    return _baseline_epe(
-        cfg, lambda s: torch.zeros_like(torch.cat([s["flow_fwd"], s["flow_bwd"]])), large=large
-    )
+    return _baseline_epe(samples, lambda s: torch.zeros_like(torch.cat([s["flow_fwd"], s["flow_bwd"]])))
 
 
-def init_flow_epe(cfg: TrainConfig, *, large: bool = False) -> float | None:
+def init_flow_epe(cfg: TrainConfig, samples: list[dict[str, torch.Tensor]]) -> float | None:
     """EPE of the initial flow alone (e.g. DIS) on the validation set: a refining model must beat it."""
     if cfg.flow_init is None:
         return None
-    return _baseline_epe(cfg, lambda s: torch.cat([s["init_fwd"], s["init_bwd"]]), large=large)
+    return _baseline_epe(samples, lambda s: torch.cat([s["init_fwd"], s["init_bwd"]]))
 
 
 @torch.no_grad()
-def validate(model: DAFlow, cfg: TrainConfig, transform, *, large: bool = False) -> float:
-    """Mean EPE on a fixed synthetic set (its own seed, severe degradation); ``large``: the
-    ``val_large`` set."""
-    ds = _validation_set(cfg, large=large)
+def validate(
+    model: DAFlow, cfg: TrainConfig, transform, *, samples: list[dict[str, torch.Tensor]] | None = None
+) -> float:
+    """Mean EPE on the validation set (``samples``, or :func:`validation_samples` of ``cfg``)."""
+    if samples is None:
+        samples = validation_samples(cfg)
     was_training = model.training
     model.eval()
     total = 0.0
-    for i in range(len(ds)):
-        s = ds[i]
+    for s in samples:
         nf = s["degraded"].shape[0]
         batch = {k: v[None] for k, v in s.items() if k.startswith("init_")}
         out = model(transform(s["degraded"][None]), iters=max(cfg.iters, 12),
@@ -241,7 +244,23 @@ def validate(model: DAFlow, cfg: TrainConfig, transform, *, large: bool = False)
         valid = torch.cat([s["valid_fwd"], s["valid_bwd"]])
         total += float(epe(out.flow[0], gt, valid))
     model.train(was_training)
-    return total / len(ds)
+    return total / len(samples)
+
+
+@dataclass
+class _ValidationSet:
+    """A run's validation samples with their fixed baselines, built at the first validation."""
+
+    prefix: str  # the log's key prefix: "val" or "val_large"
+    samples: list[dict[str, torch.Tensor]]
+    zero_epe: float  # a collapsed model sits at this value
+    init_epe: float | None  # the prior a refining model must beat
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, *, large: bool) -> _ValidationSet:
+        samples = validation_samples(cfg, large=large)
+        return cls("val_large" if large else "val", samples, zero_flow_epe(samples),
+                   init_flow_epe(cfg, samples))
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -298,9 +317,7 @@ def train(
     last_ckpt = start
     logf = open(out / "log.jsonl", "a")  # noqa: SIM115 - closed in finally
     last_loss, val = float("nan"), None
-    zero_epe: float | None = None
-    init_epe: float | None = None
-    large_baselines: dict[str, float | None] | None = None
+    val_sets: list[_ValidationSet] = []
     try:
         while stage <= 2:
             sc = cfg.stage1 if stage == 1 else cfg.stage2
@@ -357,22 +374,18 @@ def train(
                 if train_epe is not None:
                     rec["epe"] = round(float(train_epe), 4)
                 if stage == 2 and (step % cfg.val_every == 0 or step == sc.steps):
-                    val = validate(model, cfg, transform)
-                    rec["val_epe"] = round(val, 4)
-                    if zero_epe is None:
-                        zero_epe = zero_flow_epe(cfg)
-                    rec["val_zero_epe"] = round(zero_epe, 4)  # a collapsed model sits at this value
-                    if cfg.flow_init is not None:
-                        if init_epe is None:
-                            init_epe = init_flow_epe(cfg)
-                        rec["val_init_epe"] = round(float(init_epe), 4)  # the prior it refines
-                    if cfg.val_large is not None:
-                        rec["val_large_epe"] = round(validate(model, cfg, transform, large=True), 4)
-                        if large_baselines is None:
-                            large_baselines = {"val_large_zero_epe": zero_flow_epe(cfg, large=True)}
-                            if cfg.flow_init is not None:
-                                large_baselines["val_large_init_epe"] = init_flow_epe(cfg, large=True)
-                        rec.update({k: round(float(v), 4) for k, v in large_baselines.items()})
+                    if not val_sets:
+                        val_sets.append(_ValidationSet.build(cfg, large=False))
+                        if cfg.val_large is not None:
+                            val_sets.append(_ValidationSet.build(cfg, large=True))
+                    for vs in val_sets:
+                        score = validate(model, cfg, transform, samples=vs.samples)
+                        rec[f"{vs.prefix}_epe"] = round(score, 4)
+                        rec[f"{vs.prefix}_zero_epe"] = round(vs.zero_epe, 4)
+                        if vs.init_epe is not None:
+                            rec[f"{vs.prefix}_init_epe"] = round(vs.init_epe, 4)
+                        if vs.prefix == "val":
+                            val = score
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
                 if on_log is not None:
