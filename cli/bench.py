@@ -21,7 +21,8 @@ def command() -> None:
     "--models",
     default="daflow-compact,daflow-compact-cnn,dis,farneback,deepflow",
     show_default=True,
-    help="Comma-separated model names (models without weights are skipped).",
+    help="Comma-separated model names (models without weights are skipped); NAME=WEIGHTS evaluates "
+    "a weights file of that model (e.g. a training run's export) as an extra row.",
 )
 @click.option(
     "--levels",

@@ -90,6 +90,22 @@ def flow_errors(flow: np.ndarray, gt: np.ndarray) -> tuple[float, float, float, 
     return float(err.sum()), float((err > 1).sum()), float((err > 3).sum()), int(valid.sum())
 
 
+def parse_model_spec(spec: str) -> tuple[str, str | None, str]:
+    """``NAME`` or ``NAME=WEIGHTS`` -> (registry name, weights path or None, row label).
+
+    ``NAME=WEIGHTS`` evaluates a weights file of that variant (a checkpoint exported by
+    ``daflow-vfx train export``) beside the shipped ones; its row is labelled ``NAME@<file stem>``.
+    """
+    name, sep, weights = spec.partition("=")
+    name, weights = name.strip(), weights.strip()
+    if not sep:
+        return name, None, name
+    if not name or not weights:
+        example = "daflow-compact=runs/x/weights.safetensors"
+        raise UsageError(f"model {spec!r}: write NAME=WEIGHTS, e.g. {example}")
+    return name, weights, f"{name}@{Path(weights).stem}"
+
+
 def run_accuracy(
     data_dir: str | Path,
     *,
@@ -114,15 +130,20 @@ def run_accuracy(
     pairs = load_pairs(data_dir)[:limit]
     engines: dict[str, FlowEngine] = {}
     skipped: list[str] = []
-    for name in models:
+    for spec in models:
+        name, weights, label = parse_model_spec(spec)
         try:
-            engines[name] = FlowEngine(load_estimator(name, device=device, iters=iters), device=device)
-        except WeightsError:
-            log.warning("skipping %s: no trained weights", name)
-            skipped.append(f"{name} (no trained weights)")
+            engines[label] = FlowEngine(load_estimator(name, device=device, iters=iters, weights=weights),
+                                        device=device)
         except DaflowError as exc:
-            log.warning("skipping %s: %s", name, exc)
-            skipped.append(f"{name}: {exc}")
+            if weights is not None:  # the user named this file: a bad one is an error, not a skipped row
+                raise
+            if isinstance(exc, WeightsError):
+                log.warning("skipping %s: no trained weights", label)
+                skipped.append(f"{label} (no trained weights)")
+            else:
+                log.warning("skipping %s: %s", label, exc)
+                skipped.append(f"{label}: {exc}")
     # acc[(model, level)] = [epe_sum, n1, n3, valid, seconds, pairs]
     acc: dict[tuple[str, str], list[float]] = {(m, lv): [0.0] * 6 for m in engines for lv in levels}
     total, done = len(pairs) * len(levels), 0

@@ -76,6 +76,9 @@ class TrainConfig:
     max_minutes: float | None = None
     # "dis": the model refines OpenCV DIS's flow (a classical prior, see model.weights.FLOW_INITS)
     flow_init: str | None = None
+    # Share of textures taken from the bundled photographs (the rest are procedural); validation
+    # keeps the dataset default so runs with different shares stay comparable.
+    photo_fraction: float = 0.4
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> TrainConfig:
@@ -110,6 +113,8 @@ class TrainConfig:
                 kw[key] = tuple(kw[key])
         if kw.get("flow_init") not in (None, *FLOW_INITS):
             raise ConfigError(f"{source}: flow_init {kw['flow_init']!r}; use one of {', '.join(FLOW_INITS)}")
+        if not 0.0 <= float(kw.get("photo_fraction", 0.4)) <= 1.0:
+            raise ConfigError(f"{source}: photo_fraction {kw['photo_fraction']!r}; use a share from 0 to 1")
         return cls(**kw)
 
 
@@ -310,7 +315,7 @@ def train(
 
     data = SyntheticFlowDataset(
         size=cfg.crop, num_frames=cfg.num_frames, seed=cfg.seed, length=10**9, degrade_preset=cfg.degrade,
-        init_flow=cfg.flow_init,
+        init_flow=cfg.flow_init, photo_fraction=cfg.photo_fraction,
     )
     gen = torch.Generator().manual_seed(cfg.seed + 7)
     start = time.monotonic()

@@ -100,3 +100,28 @@ def test_bench_accuracy_iters_reaches_the_daflow_estimator(tiny_flow_dir):
     assert one[0].epe != three[0].epe
     bad = CliRunner().invoke(main, ["bench", "accuracy", "--data", str(tiny_flow_dir), "--iters", "0"])
     assert bad.exit_code != 0 and "--iters" in bad.output
+
+
+def test_bench_accuracy_evaluates_a_weights_file_as_its_own_row(tiny_flow_dir):
+    from daflow_vfx.bench.accuracy import run_accuracy
+    from daflow_vfx.model.weights import REGISTRY
+
+    entry = REGISTRY["daflow-compact"]
+    if not entry.weights_present():
+        pytest.skip("no shipped daflow-compact weights")
+    spec = f"daflow-compact={entry.path}"
+    rows, skipped = run_accuracy(tiny_flow_dir, models=("daflow-compact", spec), levels=("clean",), limit=1)
+    by = {r.model: r for r in rows}
+    assert skipped == [] and set(by) == {"daflow-compact", f"daflow-compact@{entry.path.stem}"}
+    # The same file through the registry and through NAME=WEIGHTS: the same flow, so the same EPE.
+    assert by["daflow-compact"].epe == by[f"daflow-compact@{entry.path.stem}"].epe
+
+
+@pytest.mark.parametrize("spec, expect", [("daflow-compact={missing}", "missing.safetensors"),
+                                          ("dis={missing}", "takes no weights"),
+                                          ("=x.safetensors", "NAME=WEIGHTS")])
+def test_bench_accuracy_bad_weights_spec_is_a_clean_error(tiny_flow_dir, tmp_path, spec, expect):
+    spec = spec.format(missing=tmp_path / "missing.safetensors")
+    res = CliRunner().invoke(main, ["bench", "accuracy", "--data", str(tiny_flow_dir), "--models", spec,
+                                    "--output", "-"])
+    assert res.exit_code != 0 and expect in res.output and "Traceback" not in res.output

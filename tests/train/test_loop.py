@@ -56,6 +56,9 @@ def test_config_rejects_unknown_keys(tmp_path):
     p.write_text("stage2: {steps: 1, momentum: 0.9}\n")
     with pytest.raises(ConfigError, match="unknown keys in stage2: momentum"):
         TrainConfig.from_yaml(p)
+    p.write_text("photo_fraction: 1.5\n")
+    with pytest.raises(ConfigError, match="photo_fraction 1.5"):
+        TrainConfig.from_yaml(p)
 
 
 @pytest.mark.parametrize(
@@ -65,6 +68,7 @@ def test_config_rejects_unknown_keys(tmp_path):
         ("train_compact_cnn", "daflow-compact-cnn", False),
         ("train_compact_continue", "daflow-compact", False),
         ("train_compact_next", "daflow-compact", False),
+        ("train_compact_s4", "daflow-compact", False),
     ],
 )
 def test_shipped_configs_parse(name, model, stage1):
