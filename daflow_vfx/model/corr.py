@@ -74,12 +74,24 @@ class AllPairsCorr:
 class LocalCorr:
     """Correlation computed on demand inside the look-up radius; memory linear in h*w.
 
-    For each query pixel the (2r+2)^2 integer neighbours of floor(coords) are gathered from a
-    channels-last copy of the target features (contiguous rows, unlike ``grid_sample`` on NCHW),
-    correlated, and the (2r+1)^2 bilinear look-ups are then formed from those integer-position
-    correlations with the shared fractional weights. Out-of-frame neighbours read a zero row,
-    which matches zero padding in the all-pairs look-up. ``chunk`` bounds the query pixels
-    gathered at once (the temporary is chunk x (2r+2)^2 x D values).
+    For each query pixel the correlations with the (2r+2)^2 integer neighbours of floor(coords) are
+    formed, and the (2r+1)^2 bilinear look-ups are then combined from those integer-position
+    correlations with the shared fractional weights. Out-of-frame neighbours read a zero row, which
+    matches zero padding in the all-pairs look-up.
+
+    Two ways to form the integer-position correlations, with the same numbers:
+
+    - ``tile`` x ``tile`` blocks of query pixels whose neighbours fall in one small region of the
+      target (neighbouring pixels move alike) take one matrix product with that region's rows,
+      and their neighbours are picked from the result. This reads each target row once per block
+      instead of once per query pixel: the per-pixel gather moved (2r+2)^2 x D values per query
+      and dominated refinement at 1080p.
+    - blocks whose region would be too large (motion boundaries, ``tile`` = 0) gather every
+      query's neighbour rows from a channels-last copy of the target features (contiguous rows,
+      unlike ``grid_sample`` on NCHW), ``chunk`` query pixels at a time.
+
+    ``chunk`` also bounds the temporaries of the block path to those of one gathered chunk
+    (chunk x (2r+2)^2 x D values).
     """
 
     def __init__(
@@ -91,8 +103,11 @@ class LocalCorr:
         radius: int,
         chunk: int = 4096,
         max_volume: int = 0,
+        tile: int = 8,
+        max_spread: int = 8,
     ) -> None:
         self.levels, self.radius, self.chunk = levels, radius, chunk
+        self.tile, self.max_spread = tile, max_spread
         n, d, h, w = fmap1.shape
         self.fmap1 = fmap1.flatten(2).transpose(1, 2)  # [N, P, D]
         self.scale = 1.0 / math.sqrt(d)
@@ -112,6 +127,83 @@ class LocalCorr:
             self.tables.append(("table", rows.contiguous(), hl, wl))
         self.shape = (n, h, w)
 
+    def _integer_corr(self, rows: torch.Tensor, bx: torch.Tensor, by: torch.Tensor, hl: int, wl: int,
+                      ix: torch.Tensor, iy: torch.Tensor) -> torch.Tensor:
+        """Correlations with the integer neighbours: bx, by [N, h, w] -> [N, h*w, side*side]."""
+        n, h, w = self.shape
+        out = None
+        todo = torch.ones(n, h, w, dtype=torch.bool, device=bx.device)
+        if self.tile > 0:
+            out, todo = self._blocks(rows, bx, by, hl, wl, ix, iy)
+        if out is None:
+            out = self.fmap1.new_empty(n, h * w, ix.numel())
+        sel = todo.reshape(n, h * w).nonzero(as_tuple=True)  # (batch, pixel) of the queries left
+        if sel[0].numel():
+            bxs, bys = bx.reshape(n, -1)[sel], by.reshape(n, -1)[sel]  # [Q]
+            gx, gy = bxs[:, None] + ix, bys[:, None] + iy  # [Q, side*side]
+            inside = (gx >= 0) & (gx < wl) & (gy >= 0) & (gy < hl)
+            idx = torch.where(inside, gy * wl + gx, torch.full_like(gx, hl * wl))
+            q = self.fmap1[sel]  # [Q, D]
+            for s in range(0, idx.shape[0], self.chunk):
+                e = min(s + self.chunk, idx.shape[0])
+                feat = rows[sel[0][s:e, None], idx[s:e]]  # [q, side*side, D]
+                # .to: under autocast the product comes back in the low-precision dtype
+                out[sel[0][s:e], sel[1][s:e]] = torch.einsum("qd,qkd->qk", q[s:e], feat).to(out.dtype)
+        return out
+
+    def _blocks(self, rows: torch.Tensor, bx: torch.Tensor, by: torch.Tensor, hl: int, wl: int,
+                ix: torch.Tensor, iy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block path: -> (correlations [N, h*w, side*side], [N, h, w] True where it was not used)."""
+        n, h, w = self.shape
+        t, r = self.tile, self.radius
+        side = 2 * r + 2
+        ph, pw = -h % t, -w % t
+        # Pad the query grid to whole blocks by repeating edge positions (a padded query adds no
+        # spread to its block); padded queries are dropped at the end.
+        bxp = F.pad(bx[:, None].float(), (0, pw, 0, ph), mode="replicate")[:, 0].long()
+        byp = F.pad(by[:, None].float(), (0, pw, 0, ph), mode="replicate")[:, 0].long()
+        th, tw = (h + ph) // t, (w + pw) // t
+
+        def blocks(x: torch.Tensor) -> torch.Tensor:  # [N, H', W', ...] -> [N*th*tw, t*t, ...]
+            rest = x.shape[3:]
+            x = x.reshape(n, th, t, tw, t, *rest).transpose(2, 3)
+            return x.reshape(n * th * tw, t * t, *rest)
+
+        bxb, byb = blocks(bxp[..., None])[..., 0], blocks(byp[..., None])[..., 0]  # [B, t*t]
+        x0, y0 = bxb.amin(1) - r, byb.amin(1) - r  # [B] region corner
+        spread_x, spread_y = bxb.amax(1) - bxb.amin(1), byb.amax(1) - byb.amin(1)
+        limit = t - 1 + self.max_spread  # a block moving rigidly spans t - 1
+        ok = (spread_x <= limit) & (spread_y <= limit)  # [B]
+        rw = int(spread_x[ok].max()) + side if bool(ok.any()) else 0
+        rh = int(spread_y[ok].max()) + side if bool(ok.any()) else 0
+        out = self.fmap1.new_zeros(n * th * tw, t * t, side * side)
+        d = self.fmap1.shape[-1]
+        q = F.pad(self.fmap1.transpose(1, 2).reshape(n, d, h, w), (0, pw, 0, ph))  # [N, D, H', W']
+        q = blocks(q.permute(0, 2, 3, 1))  # [B, t*t, D]
+        ids = ok.nonzero()[:, 0]
+        if ids.numel():
+            # Neighbour (iy, ix) of a query -> its place in the block's rh x rw region.
+            local = (byb[ids, :, None] + iy - y0[ids, None, None]) * rw + (
+                bxb[ids, :, None] + ix - x0[ids, None, None])  # [b, t*t, side*side]
+            ry = torch.arange(rh, device=bx.device)
+            rx = torch.arange(rw, device=bx.device)
+            per = max(1, (self.chunk * side * side * d) // (rh * rw * (d + t * t)))
+            batch_of = ids // (th * tw)
+            for s in range(0, ids.numel(), per):
+                e = min(s + per, ids.numel())
+                gy = y0[ids[s:e], None, None] + ry[:, None]  # [b, rh, 1]
+                gx = x0[ids[s:e], None, None] + rx[None, :]  # [b, 1, rw]
+                inside = (gx >= 0) & (gx < wl) & (gy >= 0) & (gy < hl)
+                idx = torch.where(inside, gy * wl + gx, torch.full_like(gy * gx, hl * wl))
+                region = rows[batch_of[s:e, None], idx.reshape(e - s, -1)]  # [b, rh*rw, D]
+                corr = torch.bmm(q[ids[s:e]], region.transpose(1, 2))  # [b, t*t, rh*rw]
+                out[ids[s:e]] = torch.gather(corr, 2, local[s:e]).to(out.dtype)
+        # Back from blocks to the (cropped) query grid.
+        out = out.reshape(n, th, tw, t, t, -1).transpose(2, 3).reshape(n, th * t, tw * t, -1)
+        out = out[:, :h, :w].reshape(n, h * w, -1)
+        todo = (~ok).reshape(n, th, 1, tw, 1).expand(n, th, t, tw, t).reshape(n, th * t, tw * t)
+        return out, todo[:, :h, :w]
+
     def __call__(self, coords: torch.Tensor) -> torch.Tensor:
         # coords: [N, 2, h, w] -> [N, levels*K, h, w]
         n, h, w = self.shape
@@ -121,7 +213,6 @@ class LocalCorr:
         iy, ix = torch.meshgrid(ints, ints, indexing="ij")
         iy, ix = iy.reshape(-1), ix.reshape(-1)  # [side*side]
         xy = coords.flatten(2).transpose(1, 2)  # [N, P, 2]
-        batch = torch.arange(n, device=coords.device)[:, None, None]
         offs = window_offsets(r, device=coords.device, dtype=coords.dtype)  # [K, 2]
         per_level = []
         for lvl, (kind, rows, hl, wl) in enumerate(self.tables):
@@ -133,16 +224,10 @@ class LocalCorr:
                 continue
             base = torch.floor(pts)
             frac = (pts - base).to(self.fmap1.dtype)  # [N, P, 2]
-            bx = base[..., 0].long()[..., None] + ix  # [N, P, side*side]
-            by = base[..., 1].long()[..., None] + iy
-            inside = (bx >= 0) & (bx < wl) & (by >= 0) & (by < hl)
-            idx = torch.where(inside, by * wl + bx, torch.full_like(bx, hl * wl))
-            parts = []
-            for s in range(0, h * w, self.chunk):
-                e = min(s + self.chunk, h * w)
-                feat = rows[batch, idx[:, s:e]]  # [N, p, side*side, D]
-                parts.append(torch.einsum("npd,npkd->npk", self.fmap1[:, s:e], feat))
-            c = (torch.cat(parts, dim=1) * self.scale).reshape(n, h * w, side, side)  # rows: y, cols: x
+            bx = base[..., 0].long().reshape(n, h, w)
+            by = base[..., 1].long().reshape(n, h, w)
+            c = self._integer_corr(rows, bx, by, hl, wl, ix, iy)  # [N, P, side*side]
+            c = (c * self.scale).reshape(n, h * w, side, side)  # rows: y, cols: x
             fx = frac[..., 0, None, None]
             fy = frac[..., 1, None, None]
             top = c[:, :, :-1, :-1] * (1 - fx) + c[:, :, :-1, 1:] * fx

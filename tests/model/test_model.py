@@ -138,6 +138,34 @@ def test_local_correlation_matches_all_pairs(hw, max_volume):
 
 
 @torch.no_grad()
+@pytest.mark.parametrize("tile", [0, 3, 8])
+@pytest.mark.parametrize("hw", [(13, 22), (5, 4)])
+def test_block_correlation_matches_all_pairs(tile, hw):
+    """Smooth motion (the block path), a motion boundary (blocks fall back to the gather) and
+    off-frame positions, with a grid that is not a whole number of blocks."""
+    torch.manual_seed(1)
+    h, w = hw
+    f1, f2 = torch.randn(2, 16, h, w), torch.randn(2, 16, h, w)
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                            indexing="ij")
+    coords = torch.stack([xs, ys])[None].repeat(2, 1, 1, 1) + torch.tensor([2.3, -1.6]).view(1, 2, 1, 1)
+    coords = coords + 0.4 * torch.randn(2, 2, h, w)
+    coords[1, 0, :, w // 2:] += 11.0  # a boundary: blocks across it span more than max_spread
+    corr = LocalCorr(f1, f2, levels=3, radius=2, chunk=7, tile=tile, max_spread=4)
+    a = AllPairsCorr(f1, f2, levels=3, radius=2)(coords)
+    torch.testing.assert_close(corr(coords), a, atol=1e-5, rtol=1e-5)
+    if tile:
+        r = corr.radius
+        base = torch.floor(coords).long()
+        _, todo = corr._blocks(corr.tables[0][1], base[:, 0], base[:, 1], h, w,
+                               torch.arange(-r, r + 2).repeat(2 * r + 2),
+                               torch.arange(-r, r + 2).repeat_interleave(2 * r + 2))
+        assert not todo[0].any()  # smooth motion: every block took the matrix product
+        if w // 2 >= tile:
+            assert todo[1].any()  # the boundary's blocks fell back to the per-pixel gather
+
+
+@torch.no_grad()
 def test_model_correlation_paths_agree(tiny):
     x = torch.rand(1, 2, 3, 32, 48)
     a = tiny(x, iters=3, corr_impl="all_pairs").flow
