@@ -85,7 +85,10 @@ REGISTRY: dict[str, WeightsEntry] = {
         description="ablation: daflow-compact without the diffusion branch (CNN + refinement only)",
         factory=daflow_compact_cnn,
         file="daflow_compact_cnn.safetensors",
-        sha256=None,
+        # Step 900 of configs/train_compact_cnn.yaml: the same stage-2 budget as daflow-compact's
+        # session-2 step-900 checkpoint (git show 05a87cb:docs/training/checkpoints/...), the
+        # same-budget comparison in docs/benchmarks.md.
+        sha256="03931defbb326941d74edfe3bc6720ebb6c587f7dc36c7f8c494b45a03034726",
         flow_init="dis",
         iters=4,  # evaluated as daflow-compact is
     ),
