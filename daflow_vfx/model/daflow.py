@@ -240,9 +240,11 @@ class DAFlow(nn.Module):
             coords1 = coords1.detach()
             corr = corr_fn(coords1).to(context.dtype)
             flow = (coords1 - coords0).to(context.dtype)
-            hidden, delta, mask, info = self.update_block(hidden, inp, corr, flow)
+            upsample = return_all or it == iters - 1
+            hidden, delta, mask, info = self.update_block(hidden, inp, corr, flow, heads=upsample)
             coords1 = coords1 + delta.float()
-            if return_all or it == iters - 1:
+            if upsample:
+                assert mask is not None and info is not None
                 if init_lo is None:
                     flow_up = convex_upsample((coords1 - coords0).to(mask.dtype), mask, scale=8.0)
                 else:

@@ -133,12 +133,23 @@ class UpdateBlock(nn.Module):
         self.mask_head = nn.Conv2d(128, 64 * 9, 1)
 
     def forward(
-        self, hidden: torch.Tensor, context: torch.Tensor, corr: torch.Tensor, flow: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        self,
+        hidden: torch.Tensor,
+        context: torch.Tensor,
+        corr: torch.Tensor,
+        flow: torch.Tensor,
+        *,
+        heads: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``heads=False`` skips the upsampling mask and uncertainty (None): an iteration whose
+        flow is not upsampled does not need them, and the 576-channel mask head is a large part
+        of a step at full-HD grids."""
         # hidden: [N, hid, h, w], context: [N, ctx, h, w], corr: [N, L*K, h, w], flow: [N, 2, h, w]
         x = torch.cat([context, self.encoder(flow, corr)], dim=1)
         hidden = self.cell(hidden, x)
         t = self.trunk(hidden)
+        if not heads:
+            return hidden, self.flow_head(t), None, None
         # 0.25 scales the mask logits as in RAFT, which keeps early training stable.
         # The uncertainty reads the trunk without back-propagating into it: its NLL gradients are
         # large while the flow is still poor, and through the shared trunk they blew up the flow in
