@@ -72,12 +72,12 @@ REGISTRY: dict[str, WeightsEntry] = {
         description="DA-Flow compact (~14 M params): lifted MM-DiT on pixel patches + CNN + RAFT refinement",
         factory=daflow_compact,
         file="daflow_compact.safetensors",
-        sha256="578ee0daa552cb67ab429a0c569115c5c246ac17acbf5e296b5dad3b46181ae4",
+        sha256="cd31c04422ab5d54b103d066281e895d9fe7d2a60bcd1930437da7000f412605",
         flow_init="dis",
         # Trained with 6 and refining DIS, these weights are most accurate with few iterations
-        # (flow-dev EPE clean / severe: 2 -> 2.22 / 3.15, 4 -> 2.27 / 3.17, 6 -> 2.30 / 3.18,
-        # 12 -> 2.44 / 3.27; `daflow-vfx bench accuracy --iters N`). 4, not 2: within 0.05 px of the
-        # best here, with room to correct larger errors of DIS on footage unlike these 17 pairs.
+        # (flow-dev EPE clean / severe, `daflow-vfx bench accuracy --iters N`; session-4 weights:
+        # 2 -> 2.12 / 2.97, 4 -> 2.15 / 2.93; session-3 weights: 2 -> 2.22 / 3.15, 4 -> 2.27 / 3.17,
+        # 6 -> 2.30 / 3.18, 12 -> 2.44 / 3.27). 4: the better of the two on degraded footage.
         iters=4,
     ),
     "daflow-compact-cnn": WeightsEntry(
