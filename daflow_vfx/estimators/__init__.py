@@ -116,7 +116,7 @@ def resolve_default_model() -> str:
     """The model ``--model default`` runs.
 
     DIS until a learned model beats it: the shipped daflow-compact weights are more accurate only on
-    severely degraded footage, and less on clean (docs/benchmarks.md, the weights' model card).
+    degraded footage, and slightly less on clean (docs/benchmarks.md, the weights' model card).
     """
     return "dis"
 

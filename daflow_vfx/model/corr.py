@@ -126,23 +126,35 @@ class LocalCorr:
             rows = torch.cat([rows, rows.new_zeros(n, 1, d)], dim=1)  # last row: zeros for outside
             self.tables.append(("table", rows.contiguous(), hl, wl))
         self.shape = (n, h, w)
+        # The query features cut into tile x tile blocks ([N*th*tw, t*t, D], zero-padded to whole
+        # blocks): the same at every iteration and level, so cut once.
+        self._qblocks = None
+        if tile > 0 and any(kind == "table" for kind, *_ in self.tables):
+            ph, pw = -h % tile, -w % tile
+            self._qblocks = self._to_blocks(F.pad(fmap1, (0, pw, 0, ph)).permute(0, 2, 3, 1))
+
+    def _to_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, H', W', ...] (H', W' whole blocks) -> [N*th*tw, t*t, ...]."""
+        n, hp, wp, t = x.shape[0], x.shape[1], x.shape[2], self.tile
+        rest = x.shape[3:]
+        x = x.reshape(n, hp // t, t, wp // t, t, *rest).transpose(2, 3)
+        return x.reshape(n * (hp // t) * (wp // t), t * t, *rest)
 
     def _integer_corr(self, rows: torch.Tensor, bx: torch.Tensor, by: torch.Tensor, hl: int, wl: int,
                       ix: torch.Tensor, iy: torch.Tensor) -> torch.Tensor:
         """Correlations with the integer neighbours: bx, by [N, h, w] -> [N, h*w, side*side]."""
         n, h, w = self.shape
-        out = None
-        todo = torch.ones(n, h, w, dtype=torch.bool, device=bx.device)
         if self.tile > 0:
             out, todo = self._blocks(rows, bx, by, hl, wl, ix, iy)
-        if out is None:
+        else:
             out = self.fmap1.new_empty(n, h * w, ix.numel())
+            todo = torch.ones(n, h, w, dtype=torch.bool, device=bx.device)
         sel = todo.reshape(n, h * w).nonzero(as_tuple=True)  # (batch, pixel) of the queries left
         if sel[0].numel():
             bxs, bys = bx.reshape(n, -1)[sel], by.reshape(n, -1)[sel]  # [Q]
             gx, gy = bxs[:, None] + ix, bys[:, None] + iy  # [Q, side*side]
             inside = (gx >= 0) & (gx < wl) & (gy >= 0) & (gy < hl)
-            idx = torch.where(inside, gy * wl + gx, torch.full_like(gx, hl * wl))
+            idx = torch.where(inside, gy * wl + gx, hl * wl)
             q = self.fmap1[sel]  # [Q, D]
             for s in range(0, idx.shape[0], self.chunk):
                 e = min(s + self.chunk, idx.shape[0])
@@ -163,13 +175,7 @@ class LocalCorr:
         bxp = F.pad(bx[:, None].float(), (0, pw, 0, ph), mode="replicate")[:, 0].long()
         byp = F.pad(by[:, None].float(), (0, pw, 0, ph), mode="replicate")[:, 0].long()
         th, tw = (h + ph) // t, (w + pw) // t
-
-        def blocks(x: torch.Tensor) -> torch.Tensor:  # [N, H', W', ...] -> [N*th*tw, t*t, ...]
-            rest = x.shape[3:]
-            x = x.reshape(n, th, t, tw, t, *rest).transpose(2, 3)
-            return x.reshape(n * th * tw, t * t, *rest)
-
-        bxb, byb = blocks(bxp[..., None])[..., 0], blocks(byp[..., None])[..., 0]  # [B, t*t]
+        bxb, byb = self._to_blocks(bxp), self._to_blocks(byp)  # [B, t*t]
         x0, y0 = bxb.amin(1) - r, byb.amin(1) - r  # [B] region corner
         spread_x, spread_y = bxb.amax(1) - bxb.amin(1), byb.amax(1) - byb.amin(1)
         limit = t - 1 + self.max_spread  # a block moving rigidly spans t - 1
@@ -178,8 +184,8 @@ class LocalCorr:
         rh = int(spread_y[ok].max()) + side if bool(ok.any()) else 0
         out = self.fmap1.new_zeros(n * th * tw, t * t, side * side)
         d = self.fmap1.shape[-1]
-        q = F.pad(self.fmap1.transpose(1, 2).reshape(n, d, h, w), (0, pw, 0, ph))  # [N, D, H', W']
-        q = blocks(q.permute(0, 2, 3, 1))  # [B, t*t, D]
+        q = self._qblocks  # [B, t*t, D]
+        assert q is not None
         ids = ok.nonzero()[:, 0]
         if ids.numel():
             # Neighbour (iy, ix) of a query -> its place in the block's rh x rw region.
@@ -194,7 +200,7 @@ class LocalCorr:
                 gy = y0[ids[s:e], None, None] + ry[:, None]  # [b, rh, 1]
                 gx = x0[ids[s:e], None, None] + rx[None, :]  # [b, 1, rw]
                 inside = (gx >= 0) & (gx < wl) & (gy >= 0) & (gy < hl)
-                idx = torch.where(inside, gy * wl + gx, torch.full_like(gy * gx, hl * wl))
+                idx = torch.where(inside, gy * wl + gx, hl * wl)
                 region = rows[batch_of[s:e, None], idx.reshape(e - s, -1)]  # [b, rh*rw, D]
                 corr = torch.bmm(q[ids[s:e]], region.transpose(1, 2))  # [b, t*t, rh*rw]
                 out[ids[s:e]] = torch.gather(corr, 2, local[s:e]).to(out.dtype)

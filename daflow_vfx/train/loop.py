@@ -113,8 +113,9 @@ class TrainConfig:
                 kw[key] = tuple(kw[key])
         if kw.get("flow_init") not in (None, *FLOW_INITS):
             raise ConfigError(f"{source}: flow_init {kw['flow_init']!r}; use one of {', '.join(FLOW_INITS)}")
-        if not 0.0 <= float(kw.get("photo_fraction", 0.4)) <= 1.0:
-            raise ConfigError(f"{source}: photo_fraction {kw['photo_fraction']!r}; use a share from 0 to 1")
+        share = kw.get("photo_fraction", cls.photo_fraction)
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
+            raise ConfigError(f"{source}: photo_fraction {share!r}; use a share from 0 to 1")
         return cls(**kw)
 
 
