@@ -79,6 +79,8 @@ class TrainConfig:
     # Share of textures taken from the bundled photographs (the rest are procedural); validation
     # keeps the dataset default so runs with different shares stay comparable.
     photo_fraction: float = 0.4
+    # "cpu", "cuda", "cuda:1", ...: where the model trains; data is always made on the CPU workers.
+    device: str = "cpu"
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> TrainConfig:
@@ -116,6 +118,11 @@ class TrainConfig:
         share = kw.get("photo_fraction", cls.photo_fraction)
         if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
             raise ConfigError(f"{source}: photo_fraction {share!r}; use a share from 0 to 1")
+        dev = kw.get("device", cls.device)
+        try:
+            torch.device(dev)
+        except (RuntimeError, TypeError):
+            raise ConfigError(f"{source}: device {dev!r}; use cpu, cuda or cuda:N") from None
         return cls(**kw)
 
 
@@ -175,7 +182,7 @@ def _stage1_loss(
 def _stage2_loss(
     model: DAFlow, batch: dict[str, torch.Tensor], transform, cfg: TrainConfig, nframes: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    frames = transform(batch["degraded"][:, :nframes])
+    frames = transform(batch["degraded"][:, :nframes])  # [B, F, 3, H, W] on the model's device
     n = nframes - 1
     out = model(frames, iters=cfg.iters, return_all=True, flow_init=_flow_init(batch, n, cfg))
     gt = torch.cat([batch["flow_fwd"][:, :n], batch["flow_bwd"][:, :n]], dim=1)  # [B, P, 2, H, W]
@@ -241,7 +248,9 @@ def validate(
     was_training = model.training
     model.eval()
     total = 0.0
+    device = next(model.parameters()).device
     for s in samples:
+        s = _to_device(s, device)
         nf = s["degraded"].shape[0]
         batch = {k: v[None] for k, v in s.items() if k.startswith("init_")}
         out = model(transform(s["degraded"][None]), iters=max(cfg.iters, 12),
@@ -269,6 +278,10 @@ class _ValidationSet:
                    init_flow_epe(cfg, samples))
 
 
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save(state, tmp)
@@ -281,6 +294,9 @@ def train(
     """Run (or resume) both stages as configured; write checkpoint.pt, weights and log.jsonl in out_dir."""
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {cfg.device}: CUDA is not available here; train with device: cpu")
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
@@ -313,6 +329,9 @@ def train(
         }
         load_state_strict(model.backbone, state, source=cfg.init_backbone)
         log.info("backbone initialised from %s", cfg.init_backbone)
+    # Moved after loading so checkpoints and init files (stored on the CPU) load the same anywhere;
+    # the optimizer's state follows its parameters when it is loaded below.
+    model.to(device)
 
     data = SyntheticFlowDataset(
         size=cfg.crop, num_frames=cfg.num_frames, seed=cfg.seed, length=10**9, degrade_preset=cfg.degrade,
@@ -348,6 +367,7 @@ def train(
                 worker_init_fn=worker_init_fn,
                 persistent_workers=False,
                 prefetch_factor=4 if cfg.workers else None,
+                pin_memory=device.type == "cuda",
             )
             bar = None
             if progress:
@@ -356,6 +376,7 @@ def train(
                 bar = tqdm(total=sc.steps, initial=step, desc=f"stage {stage}", dynamic_ncols=True)
             stopped = False
             for batch in loader:
+                batch = _to_device(batch, device)
                 for g in opt.param_groups:
                     g["lr"] = g["base_lr"] * _lr_factor(step, sc)
                 if stage == 1:

@@ -59,6 +59,17 @@ def test_config_rejects_unknown_keys(tmp_path):
     p.write_text("photo_fraction: 1.5\n")
     with pytest.raises(ConfigError, match="photo_fraction 1.5"):
         TrainConfig.from_yaml(p)
+    p.write_text("device: gpu0\n")
+    with pytest.raises(ConfigError, match="device 'gpu0'; use cpu, cuda or cuda:N"):
+        TrainConfig.from_yaml(p)
+
+
+def test_training_on_cuda_without_cuda_is_a_config_error(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    cfg = TrainConfig(out_dir=str(tmp_path / "run"), device="cuda", stage1=StageConfig(steps=0))
+    with pytest.raises(ConfigError, match="CUDA is not available here"):
+        train(cfg, progress=False)
 
 
 @pytest.mark.parametrize(
@@ -69,6 +80,7 @@ def test_config_rejects_unknown_keys(tmp_path):
         ("train_compact_continue", "daflow-compact", False),
         ("train_compact_next", "daflow-compact", False),
         ("train_compact_s4", "daflow-compact", False),
+        ("train_compact_gpu_s5", "daflow-compact", False),
     ],
 )
 def test_shipped_configs_parse(name, model, stage1):
