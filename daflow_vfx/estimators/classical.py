@@ -9,6 +9,8 @@ image to the second).
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -57,21 +59,28 @@ class OpenCVPairwiseEstimator(FlowEstimator):
         """uint8 ``[H, W]`` x2 -> flow ``[H, W, 2]`` float32 from ``first`` to ``second``."""
         raise NotImplementedError
 
+    def _solve_all(self, jobs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        """Solve ``(first, second)`` pairs in order (subclasses may solve them concurrently)."""
+        return [self._solve(first, second) for first, second in jobs]
+
     def memory_estimate(self, *, frames: int, height: int, width: int) -> int:
         """Host bytes of one window: uint8 gray frames, the forward and backward flows twice (the
-        per-pair list and the stacked result, float32 [H, W, 2] each) and one OpenCV solve (solves run
-        one at a time)."""
+        per-pair list and the stacked result, float32 [H, W, 2] each) and the OpenCV solves in flight
+        at once (one, unless the estimator solves pairs on several threads)."""
         flow = 2 * 4  # bytes per pixel of one float32 [H, W, 2] flow
         flows = 2 * (frames - 1) * 2 * flow  # forward and backward per pair, list and stacked copies
-        return height * width * (frames + flows + self.work_bytes_per_pixel)
+        in_flight = max(1, min(getattr(self, "workers", 1), 2 * (frames - 1)))
+        return height * width * (frames + flows + in_flight * self.work_bytes_per_pixel)
 
     def estimate(self, frames: np.ndarray) -> WindowFlows:
         frames = np.asarray(frames)  # [F, H, W, 3]
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 2:
             raise ModelError(f"{self.name}: expected frames [F>=2, H, W, 3], got shape {frames.shape}")
         gray = [to_gray_u8(f) for f in frames]
-        forward = [self._solve(gray[i], gray[i + 1]) for i in range(len(gray) - 1)]
-        backward = [self._solve(gray[i + 1], gray[i]) for i in range(len(gray) - 1)]
+        n = len(gray) - 1
+        flows = self._solve_all([(gray[i], gray[i + 1]) for i in range(n)]
+                                + [(gray[i + 1], gray[i]) for i in range(n)])
+        forward, backward = flows[:n], flows[n:]
         return WindowFlows(
             forward=np.stack(forward).astype(np.float32, copy=False),  # [F-1, H, W, 2]
             backward=np.stack(backward).astype(np.float32, copy=False),  # [F-1, H, W, 2]
@@ -85,7 +94,9 @@ class DISEstimator(OpenCVPairwiseEstimator):
     PRESETS = ("ultrafast", "fast", "medium")
     work_bytes_per_pixel = 96
 
-    def __init__(self, *, device: str = "cpu", dtype: str = "float32", preset: str = "medium") -> None:
+    def __init__(
+        self, *, device: str = "cpu", dtype: str = "float32", preset: str = "medium", workers: int = 1
+    ) -> None:
         super().__init__(device=device, dtype=dtype)
         import cv2
 
@@ -96,19 +107,41 @@ class DISEstimator(OpenCVPairwiseEstimator):
         }
         if preset not in presets:
             raise ModelError(f"dis: unknown preset {preset!r}; choose one of {', '.join(self.PRESETS)}")
+        if workers < 1:
+            raise ModelError(f"dis: workers must be at least 1, got {workers}")
         self.preset = preset
-        self._dis = cv2.DISOpticalFlow_create(presets[preset])
+        self._preset_id = presets[preset]
+        # workers > 1 solves a window's pairs on that many threads (OpenCV releases the GIL in calc);
+        # worth it where cores are idle, e.g. beside a GPU. An OpenCV DIS object keeps per-solve
+        # buffers, so each thread gets its own.
+        self.workers = workers
+        self._local = threading.local()
+
+    def _dis(self) -> Any:
+        dis = getattr(self._local, "dis", None)
+        if dis is None:
+            import cv2
+
+            dis = self._local.dis = cv2.DISOpticalFlow_create(self._preset_id)
+        return dis
 
     def _solve(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         # DIS refuses images smaller than its patch; replicate-pad tiny frames and crop back
+        dis = self._dis()
         h, w = first.shape
-        min_side = 2 * self._dis.getPatchSize()
+        min_side = 2 * dis.getPatchSize()
         ph, pw = max(0, min_side - h), max(0, min_side - w)
         if ph or pw:
             first = np.pad(first, ((0, ph), (0, pw)), mode="edge")
             second = np.pad(second, ((0, ph), (0, pw)), mode="edge")
-        flow = self._dis.calc(first, second, None)  # [H, W, 2]
+        flow = dis.calc(first, second, None)  # [H, W, 2]
         return flow[:h, :w]
+
+    def _solve_all(self, jobs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        if self.workers == 1 or len(jobs) < 2:
+            return super()._solve_all(jobs)
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(jobs))) as pool:
+            return list(pool.map(lambda job: self._solve(*job), jobs))
 
 
 class FarnebackEstimator(OpenCVPairwiseEstimator):

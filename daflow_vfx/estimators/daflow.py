@@ -16,7 +16,9 @@ of the lifted MM-DiT already runs through ``scaled_dot_product_attention`` (diff
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, nullcontext
 from typing import Any
 
 import numpy as np
@@ -298,6 +300,7 @@ class DAFlowEstimator(FlowEstimator):
         compile: bool = False,
         channels_last: bool | None = None,
         flow_init: str | None = None,
+        overlap_prior: bool = False,
     ) -> None:
         import torch
 
@@ -316,10 +319,19 @@ class DAFlowEstimator(FlowEstimator):
         # "dis": the weights refine OpenCV DIS's flow, computed here at the boundary on the same frames
         self.flow_init = flow_init
         self._prior = None
+        self.overlap_prior = False
         if flow_init == "dis":
             from .classical import DISEstimator
 
-            self._prior = DISEstimator()  # built once: OpenCV's DIS object is reused for every window
+            # Built once (OpenCV's DIS objects are reused for every window). overlap_prior: the
+            # window's DIS solves run on host threads, concurrently with each other and with the
+            # device's feature pass (see _run).
+            # Off by default: measured on an H100 (16 host cores) with 8 DIS threads, 1080p went from
+            # 3.04 to 2.34 pairs/s (docs/benchmarks.md, CUDA section), so overlapping is opt-in
+            # until a variant that pays off is measured.
+            self.overlap_prior = bool(overlap_prior)
+            workers = max(1, min(os.cpu_count() or 1, 8)) if self.overlap_prior else 1
+            self._prior = DISEstimator(workers=workers)
         self.model = model.to(self.device).eval()
         self.stride = model.stride
         self.channels_last = self.device.type == "cuda" if channels_last is None else bool(channels_last)
@@ -380,19 +392,22 @@ class DAFlowEstimator(FlowEstimator):
         # Reduced precision through autocast (weights stay float32), so numerics-sensitive parts
         # such as the correlation look-up and softmax stay in float32.
         ctx = torch.autocast(self.device.type, dtype=dtype) if low else nullcontext()
-        init = None
-        if self._prior is not None:
-            prior = self._prior.estimate(frames)  # forward, backward: [F-1, H, W, 2] each
-            both = np.concatenate([prior.forward, prior.backward])  # the model's pair order
-            prior_host = torch.from_numpy(both)  # [P, H, W, 2]
-            if cuda:
-                prior_host = prior_host.pin_memory()
-            init = prior_host.to(self.device, non_blocking=cuda).permute(0, 3, 1, 2)[None]  # [1, P, 2, H, W]
-        with torch.inference_mode(), ctx:
-            out = self.model(x, iters=self.iters, corr_impl=self.corr_impl, flow_init=init)
-            flow_dev = out.flow[0].float().permute(0, 2, 3, 1)  # [P, H, W, 2]
-            conf_dev = confidence_from_info(out.info[0].float())  # [P, H, W]
-            flow, conf = _to_numpy(flow_dev, conf_dev, cuda=cuda)
+        with ExitStack() as stack:
+            init = None
+            if self._prior is not None:
+                if self.overlap_prior:
+                    # The DIS solves run on a host thread while this thread queues the device's
+                    # feature pass; the model asks for the prior only when refinement starts.
+                    pool = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+                    future = pool.submit(self._prior_flow, frames)
+                    init = future.result
+                else:
+                    init = self._prior_flow(frames)
+            with torch.inference_mode(), ctx:
+                out = self.model(x, iters=self.iters, corr_impl=self.corr_impl, flow_init=init)
+                flow_dev = out.flow[0].float().permute(0, 2, 3, 1)  # [P, H, W, 2]
+                conf_dev = confidence_from_info(out.info[0].float())  # [P, H, W]
+                flow, conf = _to_numpy(flow_dev, conf_dev, cuda=cuda)
         p = f - 1
         return WindowFlows(
             forward=flow[:p],
@@ -400,6 +415,19 @@ class DAFlowEstimator(FlowEstimator):
             confidence_forward=conf[:p],
             confidence_backward=conf[p:],
         )
+
+
+    def _prior_flow(self, frames: np.ndarray):
+        """The prior's forward and backward flows on the device: [1, P, 2, H, W] in the model's pair order."""
+        import torch
+
+        assert self._prior is not None
+        prior = self._prior.estimate(frames)  # forward, backward: [F-1, H, W, 2] each
+        host = torch.from_numpy(np.concatenate([prior.forward, prior.backward]))  # [P, H, W, 2]
+        cuda = self.device.type == "cuda"
+        if cuda:
+            host = host.pin_memory()
+        return host.to(self.device, non_blocking=cuda).permute(0, 3, 1, 2)[None]
 
 
 def _to_numpy(*tensors, cuda: bool) -> list[np.ndarray]:

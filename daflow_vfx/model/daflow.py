@@ -13,7 +13,7 @@ frame, so a window of 3 frames costs one backbone pass for its four flows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -265,7 +265,7 @@ class DAFlow(nn.Module):
         *,
         pairs: Sequence[tuple[int, int]] | None = None,
         iters: int = 12,
-        flow_init: torch.Tensor | None = None,
+        flow_init: torch.Tensor | Callable[[], torch.Tensor] | None = None,
         corr_impl: str = "auto",
         return_all: bool = False,
     ) -> FlowOutput:
@@ -275,7 +275,9 @@ class DAFlow(nn.Module):
             frames: [B, F, 3, H, W] normalised frames, H and W multiples of :attr:`stride`.
             pairs: (source, target) frame indices; default all forward then all backward neighbours.
             iters: refinement iterations.
-            flow_init: [B, P, 2, H, W] warm start (e.g. the previous window's flow), or None.
+            flow_init: [B, P, 2, H, W] warm start (e.g. the previous window's flow), or None; or a
+                function returning it, called once the features are extracted, so that a prior
+                computed on the host (DIS) overlaps the device's feature pass.
             corr_impl: ``auto`` (all-pairs for small frames, on-demand above ``max_all_pairs``),
                 ``all_pairs`` or ``local``.
             return_all: keep every iteration's upsampled prediction (training).
@@ -291,6 +293,8 @@ class DAFlow(nn.Module):
             # x: [B, F, C, h, w] -> [B*P, C, h, w]
             return x[:, idx].reshape(b * npairs, *x.shape[2:])
 
+        if callable(flow_init):
+            flow_init = flow_init()
         init = None if flow_init is None else flow_init.reshape(b * npairs, *flow_init.shape[2:])
         flow, info, steps = self.refine(
             gather(feats.query, src),

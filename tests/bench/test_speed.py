@@ -132,6 +132,16 @@ def test_daflow_full_is_skipped_on_cpu_at_real_sizes():
     assert "skipped (" in format_table([row]) and "--full-on-cpu" in row.reason
 
 
+def test_cuda_rows_time_the_fast_path_and_float32():
+    from daflow_vfx.bench.speed import _case_dtypes
+
+    # CUDA: DA-Flow runs under bf16 autocast, and daflow-compact also in float32 for comparison
+    assert _case_dtypes("daflow-compact", "cuda") == ("float32", "bfloat16")
+    assert _case_dtypes("daflow-full", "cuda:0") == ("bfloat16",)
+    assert _case_dtypes("raft_large", "cuda") == ("float32",)
+    assert _case_dtypes("daflow-compact", "cpu") == ("float32",)
+
+
 def test_windowed_reuse_counts_feature_passes():
     result = measure_reuse(ReuseSpec(frames=5, width=64, height=48, iters=1, repeats=1, warmup=0, threads=1))
     assert result.status == "ok"

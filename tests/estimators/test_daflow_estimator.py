@@ -133,6 +133,38 @@ def test_dis_prior_is_refined_at_full_resolution():
     np.testing.assert_allclose(got.backward, want.backward, atol=1e-4)
 
 
+def test_prior_overlapped_on_a_thread_gives_the_same_flow():
+    # What a CUDA estimator does by default (DIS on host threads while the features are computed),
+    # run here on the CPU: the result must not depend on it.
+    def build(overlap: bool) -> DAFlowEstimator:
+        torch.manual_seed(0)
+        return DAFlowEstimator(
+            model=tiny_daflow(), transform=REGISTRY["daflow-compact"].transform, name="daflow-tiny",
+            weights_sha256=None, iters=2, flow_init="dis", overlap_prior=overlap,
+        )
+
+    frames = _frames(3, 48, 64, seed=4)
+    serial, overlapped = build(False), build(True)
+    assert overlapped.overlap_prior and overlapped._prior.workers >= 1 and serial._prior.workers == 1
+    want, got = serial.estimate(frames), overlapped.estimate(frames)
+    np.testing.assert_allclose(got.forward, want.forward, atol=1e-5)
+    np.testing.assert_allclose(got.backward, want.backward, atol=1e-5)
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_dis_on_threads_matches_dis_on_one(workers):
+    from daflow_vfx.estimators.classical import DISEstimator
+
+    frames = _frames(4, 40, 56, seed=5)
+    want = DISEstimator().estimate(frames)
+    got = DISEstimator(workers=workers).estimate(frames)
+    # same pairs, same order, bit-identical: each thread has its own OpenCV DIS object
+    np.testing.assert_array_equal(got.forward, want.forward)
+    np.testing.assert_array_equal(got.backward, want.backward)
+    with pytest.raises(ModelError, match="workers must be at least 1"):
+        DISEstimator(workers=0)
+
+
 def test_flow_init_comes_from_the_weights_metadata(tmp_path):
     from daflow_vfx.model.weights import flow_init_of, save_weights
 

@@ -124,6 +124,24 @@ def test_warm_start_changes_the_starting_point(tiny):
 
 
 @torch.no_grad()
+def test_flow_init_may_be_deferred_until_the_features_exist(tiny):
+    # The estimator passes a function when the prior (DIS) is computed on a host thread: it must be
+    # called once, after extraction, and give exactly what the tensor itself gives.
+    x = torch.rand(1, 2, 3, 32, 32)
+    init = torch.randn(1, 2, 2, 32, 32)
+    calls = []
+
+    def deferred() -> torch.Tensor:
+        calls.append(1)
+        return init
+
+    want = tiny(x, iters=2, flow_init=init)
+    got = tiny(x, iters=2, flow_init=deferred)
+    assert calls == [1]
+    torch.testing.assert_close(got.flow, want.flow, rtol=0, atol=0)
+
+
+@torch.no_grad()
 @pytest.mark.parametrize("hw", [(7, 9), (12, 20), (1, 3)])
 @pytest.mark.parametrize("max_volume", [0, 12 * 20 * 30, 10**9])  # none, the coarse levels, all precomputed
 def test_local_correlation_matches_all_pairs(hw, max_volume):
