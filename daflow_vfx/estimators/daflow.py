@@ -325,10 +325,8 @@ class DAFlowEstimator(FlowEstimator):
 
             # Built once (OpenCV's DIS objects are reused for every window). overlap_prior: the
             # window's DIS solves run on host threads, concurrently with each other and with the
-            # device's feature pass (see _run).
-            # Off by default: measured on an H100 (16 host cores) with 8 DIS threads, 1080p went from
-            # 3.04 to 2.34 pairs/s (docs/benchmarks.md, CUDA section), so overlapping is opt-in
-            # until a variant that pays off is measured.
+            # device's feature pass (see _run). Off by default: on an H100 with 16 host cores and 8
+            # DIS threads, 1080p went from 3.04 to 2.34 pairs/s (docs/benchmarks.md, CUDA section).
             self.overlap_prior = bool(overlap_prior)
             workers = max(1, min(os.cpu_count() or 1, 8)) if self.overlap_prior else 1
             self._prior = DISEstimator(workers=workers)
@@ -415,7 +413,6 @@ class DAFlowEstimator(FlowEstimator):
             confidence_forward=conf[:p],
             confidence_backward=conf[p:],
         )
-
 
     def _prior_flow(self, frames: np.ndarray):
         """The prior's forward and backward flows on the device: [1, P, 2, H, W] in the model's pair order."""
