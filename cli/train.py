@@ -42,3 +42,14 @@ def export(run_dir: str, output: str, model: str) -> None:
     from daflow_vfx.train.export import export_run
 
     click.echo(export_run(run_dir, output, model=model))
+
+
+@command.command("average")
+@click.argument("weights", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="The averaged float16 safetensors to write.")
+@click.option("--model", default="daflow-compact", show_default=True)
+def average(weights: tuple[str, ...], output: str, model: str) -> None:
+    """Average WEIGHTS files fine-tuned from one start (a model soup); print the sha256."""
+    from daflow_vfx.train.export import average_weights
+
+    click.echo(average_weights(list(weights), output, model=model))

@@ -44,3 +44,43 @@ def export_run(
     meta.update(extra_metadata or {})
     meta["dtype"] = str(dtype).removeprefix("torch.")
     return save_weights(net, output, metadata=meta)
+
+
+def average_weights(
+    inputs: list[str | Path],
+    output: str | Path,
+    *,
+    model: str,
+    dtype: torch.dtype = torch.float16,
+) -> str:
+    """Write the uniform average of weight files of ``model`` (a "model soup") as ``output``.
+
+    The inputs must be fine-tuned from one starting point (e.g. the shipped weights and runs that
+    continued from them); their average often generalises better than any one of them (Wortsman et
+    al., 2022, "Model soups"). Each is loaded strictly first, so files of another variant or with
+    missing keys fail with the path named. Return the sha256.
+    """
+    from safetensors.torch import load_file
+
+    if len(inputs) < 2:
+        raise WeightsError("give at least two weight files to average")
+    entry = get_entry(model)
+    total: dict[str, torch.Tensor] | None = None
+    sources = []
+    for path in inputs:
+        path = Path(path)
+        if not path.is_file():
+            raise WeightsError(f"{path}: no such weights file")
+        state = {k: v.float() for k, v in load_file(str(path)).items() if not _DEAD_KEYS.match(k)}
+        load_state_strict(entry.factory(), state, source=str(path))  # same variant, same keys
+        total = state if total is None else {k: total[k] + v for k, v in state.items()}
+        sources.append(path.name)
+    assert total is not None
+    net = entry.factory()
+    load_state_strict(net, {k: v / len(inputs) for k, v in total.items()}, source="the average")
+    if dtype != torch.float32:
+        net = net.to(dtype)
+    # the first file's recipe, without the step and stage that belong to that file alone
+    meta: dict[str, object] = {k: v for k, v in read_metadata(inputs[0]).items() if k not in ("step", "stage")}
+    meta.update({"averaged_from": sources, "dtype": str(dtype).removeprefix("torch.")})
+    return save_weights(net, output, metadata=meta)

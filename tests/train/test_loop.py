@@ -103,3 +103,35 @@ def test_frozen_backbone_stays_fixed_while_the_flow_trains(tmp_path):
     ref = before.state_dict()
     assert all(torch.equal(after[k], ref[k]) for k in ref if k.startswith("backbone."))
     assert not all(torch.equal(after[k], ref[k]) for k in ref if k.startswith("update_block."))
+
+
+def test_average_weights_is_the_mean_and_strict(tmp_path):
+    from daflow_vfx.errors import WeightsError
+    from daflow_vfx.model.daflow import daflow_compact_cnn
+    from daflow_vfx.model.weights import save_weights
+    from daflow_vfx.train.export import average_weights
+
+    nets = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        nets.append(daflow_compact_cnn())
+        save_weights(nets[-1], tmp_path / f"w{seed}.safetensors", metadata={"step": seed, "flow_init": "dis"})
+    out = tmp_path / "soup.safetensors"
+    average_weights([tmp_path / "w0.safetensors", tmp_path / "w1.safetensors"], out, model="daflow-compact-cnn")
+    soup = daflow_compact_cnn()
+    load_weights(soup, out)
+    a, b, m = (n.state_dict() for n in (*nets, soup))
+    for k in m:
+        want = ((a[k] + b[k]) / 2).half().float()  # shipped as float16
+        torch.testing.assert_close(m[k], want, rtol=0, atol=0)
+    meta = read_metadata(out)
+    assert meta["averaged_from"] == '["w0.safetensors", "w1.safetensors"]' and "step" not in meta
+    assert meta["flow_init"] == "dis" and meta["dtype"] == "float16"
+    with pytest.raises(WeightsError, match="at least two"):
+        average_weights([tmp_path / "w0.safetensors"], out, model="daflow-compact-cnn")
+    with pytest.raises(WeightsError, match="nope.safetensors: no such weights file"):
+        average_weights([tmp_path / "w0.safetensors", tmp_path / "nope.safetensors"], out,
+                        model="daflow-compact-cnn")
+    # a file of another variant fails its strict load, with its path named
+    with pytest.raises(WeightsError, match="w0.safetensors: weights do not match the model: missing"):
+        average_weights([tmp_path / "w0.safetensors", tmp_path / "w1.safetensors"], out, model="daflow-compact")
