@@ -72,7 +72,7 @@ REGISTRY: dict[str, WeightsEntry] = {
         description="DA-Flow compact (~14 M params): lifted MM-DiT on pixel patches + CNN + RAFT refinement",
         factory=daflow_compact,
         file="daflow_compact.safetensors",
-        sha256="cd31c04422ab5d54b103d066281e895d9fe7d2a60bcd1930437da7000f412605",
+        sha256="26e7f73bdba92b34dd92ace5bf9973057f521391b9aefa9920ad613e28136583",
         flow_init="dis",
         # Trained with 6 and refining DIS, these weights are most accurate with few iterations
         # (flow-dev EPE clean / severe, `daflow-vfx bench accuracy --iters N`; session-4 weights:
