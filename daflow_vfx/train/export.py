@@ -81,6 +81,7 @@ def average_weights(
     if dtype != torch.float32:
         net = net.to(dtype)
     # the first file's recipe, without the step and stage that belong to that file alone
-    meta: dict[str, object] = {k: v for k, v in read_metadata(inputs[0]).items() if k not in ("step", "stage")}
+    first = read_metadata(inputs[0])
+    meta: dict[str, object] = {k: v for k, v in first.items() if k not in ("step", "stage")}
     meta.update({"averaged_from": sources, "dtype": str(dtype).removeprefix("torch.")})
     return save_weights(net, output, metadata=meta)

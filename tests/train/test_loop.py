@@ -115,9 +115,11 @@ def test_average_weights_is_the_mean_and_strict(tmp_path):
     for seed in (0, 1):
         torch.manual_seed(seed)
         nets.append(daflow_compact_cnn())
-        save_weights(nets[-1], tmp_path / f"w{seed}.safetensors", metadata={"step": seed, "flow_init": "dis"})
+        save_weights(nets[-1], tmp_path / f"w{seed}.safetensors",
+                     metadata={"step": seed, "flow_init": "dis"})
     out = tmp_path / "soup.safetensors"
-    average_weights([tmp_path / "w0.safetensors", tmp_path / "w1.safetensors"], out, model="daflow-compact-cnn")
+    pair = [tmp_path / "w0.safetensors", tmp_path / "w1.safetensors"]
+    average_weights(pair, out, model="daflow-compact-cnn")
     soup = daflow_compact_cnn()
     load_weights(soup, out)
     a, b, m = (n.state_dict() for n in (*nets, soup))
@@ -134,4 +136,4 @@ def test_average_weights_is_the_mean_and_strict(tmp_path):
                         model="daflow-compact-cnn")
     # a file of another variant fails its strict load, with its path named
     with pytest.raises(WeightsError, match="w0.safetensors: weights do not match the model: missing"):
-        average_weights([tmp_path / "w0.safetensors", tmp_path / "w1.safetensors"], out, model="daflow-compact")
+        average_weights(pair, out, model="daflow-compact")
