@@ -44,6 +44,7 @@ class OpenCVPairwiseEstimator(FlowEstimator):
     # rounded up from the process high-water mark measured on 512x512 and 1024x1024 frames:
     # DIS medium 70 and 59, Farneback 87 and 78, DeepFlow 284 (256x256).
     work_bytes_per_pixel = 128
+    workers = 1  # OpenCV solves of one window in flight at once (DIS can use more threads)
 
     def __init__(self, *, device: str = "cpu", dtype: str = "float32") -> None:
         import cv2
@@ -69,7 +70,7 @@ class OpenCVPairwiseEstimator(FlowEstimator):
         at once (one, unless the estimator solves pairs on several threads)."""
         flow = 2 * 4  # bytes per pixel of one float32 [H, W, 2] flow
         flows = 2 * (frames - 1) * 2 * flow  # forward and backward per pair, list and stacked copies
-        in_flight = max(1, min(getattr(self, "workers", 1), 2 * (frames - 1)))
+        in_flight = max(1, min(self.workers, 2 * (frames - 1)))
         return height * width * (frames + flows + in_flight * self.work_bytes_per_pixel)
 
     def estimate(self, frames: np.ndarray) -> WindowFlows:

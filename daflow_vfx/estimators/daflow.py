@@ -319,7 +319,7 @@ class DAFlowEstimator(FlowEstimator):
         # "dis": the weights refine OpenCV DIS's flow, computed here at the boundary on the same frames
         self.flow_init = flow_init
         self._prior = None
-        self.overlap_prior = False
+        self.overlap_prior = flow_init == "dis" and bool(overlap_prior)
         if flow_init == "dis":
             from .classical import DISEstimator
 
@@ -327,7 +327,6 @@ class DAFlowEstimator(FlowEstimator):
             # window's DIS solves run on host threads, concurrently with each other and with the
             # device's feature pass (see _run). Off by default: on an H100 with 16 host cores and 8
             # DIS threads, 1080p went from 3.04 to 2.34 pairs/s (docs/benchmarks.md, CUDA section).
-            self.overlap_prior = bool(overlap_prior)
             workers = max(1, min(os.cpu_count() or 1, 8)) if self.overlap_prior else 1
             self._prior = DISEstimator(workers=workers)
         self.model = model.to(self.device).eval()

@@ -38,12 +38,18 @@ def export_run(
     net = entry.factory()
     state = {k: v for k, v in load_file(str(src)).items() if not _DEAD_KEYS.match(k)}
     load_state_strict(net, state, source=str(src))
-    if dtype != torch.float32:
-        net = net.to(dtype)
     meta: dict[str, object] = dict(read_metadata(src))
     meta.update(extra_metadata or {})
-    meta["dtype"] = str(dtype).removeprefix("torch.")
-    return save_weights(net, output, metadata=meta)
+    return _save_as(net, output, dtype=dtype, metadata=meta)
+
+
+def _save_as(
+    net: torch.nn.Module, output: str | Path, *, dtype: torch.dtype, metadata: dict[str, object]
+) -> str:
+    """Cast ``net`` to the shipped dtype, record it in the metadata, write it; return the sha256."""
+    if dtype != torch.float32:
+        net = net.to(dtype)
+    return save_weights(net, output, metadata={**metadata, "dtype": str(dtype).removeprefix("torch.")})
 
 
 def average_weights(
@@ -64,7 +70,7 @@ def average_weights(
 
     if len(inputs) < 2:
         raise WeightsError("give at least two weight files to average")
-    entry = get_entry(model)
+    net = get_entry(model).factory()
     total: dict[str, torch.Tensor] | None = None
     sources = []
     for path in inputs:
@@ -72,16 +78,13 @@ def average_weights(
         if not path.is_file():
             raise WeightsError(f"{path}: no such weights file")
         state = {k: v.float() for k, v in load_file(str(path)).items() if not _DEAD_KEYS.match(k)}
-        load_state_strict(entry.factory(), state, source=str(path))  # same variant, same keys
+        load_state_strict(net, state, source=str(path))  # same variant, same keys and shapes
         total = state if total is None else {k: total[k] + v for k, v in state.items()}
         sources.append(path.name)
     assert total is not None
-    net = entry.factory()
     load_state_strict(net, {k: v / len(inputs) for k, v in total.items()}, source="the average")
-    if dtype != torch.float32:
-        net = net.to(dtype)
     # the first file's recipe, without the step and stage that belong to that file alone
     first = read_metadata(inputs[0])
     meta: dict[str, object] = {k: v for k, v in first.items() if k not in ("step", "stage")}
-    meta.update({"averaged_from": sources, "dtype": str(dtype).removeprefix("torch.")})
-    return save_weights(net, output, metadata=meta)
+    meta["averaged_from"] = sources
+    return _save_as(net, output, dtype=dtype, metadata=meta)

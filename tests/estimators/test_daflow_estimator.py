@@ -134,8 +134,8 @@ def test_dis_prior_is_refined_at_full_resolution():
 
 
 def test_prior_overlapped_on_a_thread_gives_the_same_flow():
-    # What a CUDA estimator does by default (DIS on host threads while the features are computed),
-    # run here on the CPU: the result must not depend on it.
+    # The opt-in overlap (DIS on host threads while the features are computed), run here on the
+    # CPU: the result must not depend on it.
     def build(overlap: bool) -> DAFlowEstimator:
         torch.manual_seed(0)
         return DAFlowEstimator(
