@@ -11,6 +11,7 @@ import click
 
 from daflow_vfx import __version__
 from daflow_vfx.cli._common import DaflowGroup, setup_logging
+from daflow_vfx.hostalloc import tune_host_allocator
 
 __all__ = ["main"]
 
@@ -22,6 +23,9 @@ __all__ = ["main"]
 def main(verbose: int, quiet: bool) -> None:
     """Optical flow for VFX: motion-vector EXR passes for Nuke and Blender from any plate."""
     setup_logging(-1 if quiet else verbose)
+    # The command is an application: it may set process-wide allocator options (the library never
+    # does on import). Large CPU tensors otherwise cost a page-faulting mmap each; see hostalloc.
+    tune_host_allocator()
 
 
 def _register() -> None:

@@ -542,6 +542,10 @@ def _measure(payload: dict[str, Any], *, isolate: bool) -> dict[str, Any]:
 
 
 def _worker_main() -> int:
+    from ..hostalloc import tune_host_allocator
+
+    # The worker times what the `daflow-vfx` command runs, so it sets the host allocator the same way.
+    tune_host_allocator()
     payload = json.loads(sys.stdin.read())
     result = _worker(payload)
     sys.stdout.write(_RESULT_MARK + json.dumps(result) + "\n")
