@@ -25,7 +25,7 @@ from .dit import LiftedMMDiT, default_noise
 from .dpt import DPTHead
 from .encoder import ConvEncoder
 from .norm import local_instance_norm
-from .update import UpdateBlock, convex_upsample
+from .update import UpdateBlock, convex_upsample, convex_weights
 
 
 class PixelFrontend(nn.Module):
@@ -245,15 +245,16 @@ class DAFlow(nn.Module):
             coords1 = coords1 + delta.float()
             if upsample:
                 assert mask is not None and info is not None
+                weights = convex_weights(mask)
                 if init_lo is None:
-                    flow_up = convex_upsample((coords1 - coords0).to(mask.dtype), mask, scale=8.0)
+                    flow_up = convex_upsample((coords1 - coords0).to(mask.dtype), weights, scale=8.0)
                 else:
                     # Residual on the full-resolution initial flow: the update's correction is
                     # upsampled and added, so detail of the initial flow finer than the 1/8 grid
                     # survives wherever the network leaves it alone.
                     delta = (coords1 - coords0 - init_lo).to(mask.dtype)
-                    flow_up = flow_init.to(mask.dtype) + convex_upsample(delta, mask, scale=8.0)
-                info_up = convex_upsample(info, mask.detach())  # see UpdateBlock: no NLL into the trunk
+                    flow_up = flow_init.to(mask.dtype) + convex_upsample(delta, weights, scale=8.0)
+                info_up = convex_upsample(info, weights.detach())  # see UpdateBlock: no NLL into the trunk
                 if return_all:
                     steps.append((flow_up, info_up))
         assert flow_up is not None and info_up is not None
@@ -399,8 +400,11 @@ def daflow_compact(
         dpt_context=c,
         **_compact_cnn_and_refinement(dpt_context=_COMPACT_DPT_OUT, cell=cell),
         feature_timesteps=feature_timesteps,
-        # 2048 tokens per frame: a 720p frame keeps its full 1/16 grid; larger ones are scaled down.
-        max_backbone_tokens=2048,
+        # 1024 tokens per frame (a 512x512 frame keeps its full 1/16 grid; larger ones are scaled
+        # down). Joint attention is quadratic in tokens, and on 2x-upscaled flow-dev pairs (768x1024
+        # to 960x1280) a budget of 1024 gave the same EPE as 2048 (within 0.005 px, clean and severe)
+        # for ~4x less attention work; 512 was 0.02 px worse at severe (docs/benchmarks.md).
+        max_backbone_tokens=1024,
     )
 
 

@@ -154,21 +154,34 @@ class UpdateBlock(nn.Module):
         # The uncertainty reads the trunk without back-propagating into it: its NLL gradients are
         # large while the flow is still poor, and through the shared trunk they blew up the flow in
         # the first steps of training (measured: EPE 3.5 -> 22.7 in 5 steps; with L1 alone, no spike).
-        return hidden, self.flow_head(t), 0.25 * self.mask_head(t), self.info_head(t.detach())
+        # (scaled in place: a [N, 576, h, w] temporary is ~0.3 s at a 1080p window on 2 cores; the
+        # convolution's backward does not need its output, so autograd allows it)
+        return hidden, self.flow_head(t), self.mask_head(t).mul_(0.25), self.info_head(t.detach())
 
 
-def convex_upsample(
-    x: torch.Tensor, mask: torch.Tensor, *, factor: int = 8, scale: float = 1.0
-) -> torch.Tensor:
-    """Upsample [N, C, h, w] to [N, C, 8h, 8w] as a learned convex combination of 3x3 neighbours.
+def convex_weights(mask: torch.Tensor, *, factor: int = 8) -> torch.Tensor:
+    """The upsampling mask's logits [N, 9*factor^2, h, w] -> convex weights [N, 1, 9, f, f, h, w]."""
+    n, _, h, w = mask.shape
+    return torch.softmax(mask.view(n, 1, 9, factor, factor, h, w), dim=2)
 
+
+def convex_upsample(x: torch.Tensor, weights: torch.Tensor, *, scale: float = 1.0) -> torch.Tensor:
+    """Upsample [N, C, h, w] to [N, C, f*h, f*w] as a learned convex combination of 3x3 neighbours.
+
+    ``weights`` come from :func:`convex_weights` (one softmax serves every upsampled map of a step).
     ``scale`` multiplies the values (8 for flow, whose units are pixels of the grid).
     """
     n, c, h, w = x.shape
-    mask = torch.softmax(mask.view(n, 1, 9, factor, factor, h, w), dim=2)
-    patches = F.unfold(scale * x, [3, 3], padding=1).view(n, c, 9, 1, 1, h, w)
-    up = torch.sum(mask * patches, dim=2)  # [N, C, 8, 8, h, w]
-    return up.permute(0, 1, 4, 2, 5, 3).reshape(n, c, factor * h, factor * w)
+    factor = weights.shape[3]
+    # Accumulated neighbour by neighbour, written straight into the output's [N, C, h, f, w, f]
+    # layout: the broadcast product of all nine ([N, C, 9, f, f, h, w]) and its sum took 0.8 s of a
+    # 1080p window on 2 cores, this 2.3x less, and the result needs no permuting copy.
+    wts = weights.permute(0, 1, 2, 5, 3, 6, 4)  # [N, 1, 9, h, f, w, f]
+    patches = F.unfold(scale * x, [3, 3], padding=1).view(n, c, 9, h, 1, w, 1)
+    up = wts[:, :, 0] * patches[:, :, 0]  # [N, C, h, f, w, f]
+    for k in range(1, 9):
+        up.addcmul_(wts[:, :, k], patches[:, :, k])  # in place is autograd-safe: no step saves `up`
+    return up.reshape(n, c, factor * h, factor * w)
 
 
 def mixture_params(info: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

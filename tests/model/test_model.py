@@ -214,3 +214,37 @@ def test_full_variant_on_meta_device():
     assert full.backbone.taps == (3, 13, 16, 17) and full.backbone.depth == 24
     assert sum(b.use_dual_attention for b in full.backbone.transformer_blocks) == 13
     assert full.stride == 16
+
+
+def _convex_reference(x: torch.Tensor, mask: torch.Tensor, factor: int, scale: float) -> torch.Tensor:
+    # Output pixel (y*f + i, x*f + j) = sum over the 3x3 neighbours k of softmax_k(mask) * value_k,
+    # written out pixel-block by pixel-block.
+    n, c, h, w = x.shape
+    m = torch.softmax(mask.view(n, 9, factor, factor, h, w).double(), dim=1)
+    pad = torch.nn.functional.pad(scale * x.double(), (1, 1, 1, 1))
+    out = torch.zeros(n, c, h * factor, w * factor, dtype=torch.float64)
+    for k in range(9):
+        dy, dx = divmod(k, 3)
+        nb = pad[:, :, dy : dy + h, dx : dx + w]  # [N, C, h, w]
+        for i in range(factor):
+            for j in range(factor):
+                out[:, :, i::factor, j::factor] += m[:, k, i, j][:, None] * nb
+    return out
+
+
+@pytest.mark.parametrize("factor", [2, 8])
+def test_convex_upsample_matches_its_definition(factor):
+    from daflow_vfx.model.update import convex_upsample, convex_weights
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 5, 7, generator=g)
+    mask = torch.randn(2, 9 * factor * factor, 5, 7, generator=g)
+    up = convex_upsample(x, convex_weights(mask, factor=factor), scale=8.0)
+    assert up.shape == (2, 3, 5 * factor, 7 * factor)
+    torch.testing.assert_close(up.double(), _convex_reference(x, mask, factor, 8.0), atol=1e-5, rtol=1e-5)
+    # gradients reach both the values and the mask through the in-place accumulation
+    x.requires_grad_(True)
+    mask.requires_grad_(True)
+    convex_upsample(x, convex_weights(mask, factor=factor)).square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert mask.grad is not None and mask.grad.abs().sum() > 0
