@@ -178,6 +178,60 @@ def speed(
     click.echo(body)
 
 
+@command.command("budget")
+@click.option("--data", required=True, type=click.Path(), help="Folder with pairs.csv and .flo ground truth.")
+@click.option("--model", default="daflow-compact", show_default=True,
+              help="A DA-Flow variant with a backbone.")
+@click.option("--weights", default=None, metavar="PATH", help="Local weights instead of the shipped ones.")
+@click.option("--tokens", default="2048,1024,512", show_default=True,
+              help="Comma-separated backbone budgets, in tokens per frame.")
+@click.option("--scale", default=2.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Upscale the pairs (and their ground truth) by this factor, so frames exceed the budgets.")
+@click.option("--levels", default="clean,severe", show_default=True,
+              help="Comma-separated degradation levels.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Degradation seed.")
+@click.option("--limit", default=None, type=int, help="Only the first N pairs.")
+@click.option(
+    "--output",
+    default="docs/benchmarks.md",
+    show_default=True,
+    help="Markdown file whose budget section is replaced; '-' prints only.",
+)
+@device_option
+def budget(
+    data: str,
+    model: str,
+    weights: str | None,
+    tokens: str,
+    scale: float,
+    levels: str,
+    seed: int,
+    limit: int | None,
+    output: str,
+    device: str,
+) -> None:
+    """Accuracy on upscaled pairs against the backbone's token budget (its attention cost)."""
+    from daflow_vfx.bench.budget import BudgetJob, bench_budget, parse_budgets
+    from daflow_vfx.engine import resolve_device
+
+    job = BudgetJob(
+        data=data,
+        model=model,
+        weights=weights,
+        budgets=parse_budgets(tokens),
+        scale=scale,
+        levels=tuple(lv.strip() for lv in levels.split(",") if lv.strip()),
+        seed=seed,
+        device=resolve_device(device),
+        limit=limit,
+        output=None if output == "-" else output,
+        command="daflow-vfx " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+    with ProgressPrinter("bench budget") as bar:
+        body = bench_budget(job, progress=bar)
+    click.echo(body)
+
+
 @command.command("timestep")
 @click.option(
     "--model", default="daflow-compact", show_default=True, help="A DA-Flow variant with a backbone."

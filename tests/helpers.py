@@ -95,3 +95,23 @@ class WindowedEstimator(FlowEstimator):
         context = frames.mean(axis=(0, 3))[None, ..., None]  # [1, H, W, 1]: the whole window
         diff = frames[1:] - frames[:-1]  # [F-1, H, W, 3]
         return WindowFlows(forward=diff[..., :2] + context, backward=-diff[..., 1:] + context)
+
+
+def write_shift_pairs(folder: Path) -> Path:
+    """Two textured 64x80 pairs moved by known integer shifts, laid out like flow-dev (pairs.csv, .flo)."""
+    import cv2
+
+    from daflow_vfx.io import write_flo, write_image
+
+    rng = np.random.default_rng(0)
+    rows = ["name,img1,img2,flow"]
+    for i, (dx, dy) in enumerate([(2, 1), (-3, 2)]):
+        base = cv2.GaussianBlur(rng.random((80, 96, 3), dtype=np.float32), (0, 0), 1.5)
+        a = base[8:72, 8:88]
+        b = np.roll(base, (dy, dx), axis=(0, 1))[8:72, 8:88]
+        write_image(folder / f"p{i}_1.png", a)
+        write_image(folder / f"p{i}_2.png", b)
+        write_flo(folder / f"p{i}.flo", np.broadcast_to(np.float32([dx, dy]), (64, 80, 2)).copy())
+        rows.append(f"p{i},p{i}_1.png,p{i}_2.png,p{i}.flo")
+    (folder / "pairs.csv").write_text("\n".join(rows) + "\n")
+    return folder

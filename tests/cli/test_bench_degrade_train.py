@@ -5,27 +5,14 @@ import pytest
 from click.testing import CliRunner
 
 from daflow_vfx.cli import main
-from daflow_vfx.io import write_flo, write_image
+from daflow_vfx.io import write_image
+
+from ..helpers import write_shift_pairs
 
 
 @pytest.fixture
 def tiny_flow_dir(tmp_path):
-    """Two textured pairs moved by a known integer shift, laid out like flow-dev."""
-    rng = np.random.default_rng(0)
-    rows = ["name,img1,img2,flow"]
-    for i, (dx, dy) in enumerate([(2, 1), (-3, 2)]):
-        base = rng.random((80, 96, 3), dtype=np.float32)
-        import cv2
-
-        base = cv2.GaussianBlur(base, (0, 0), 1.5)
-        a = base[8:72, 8:88]
-        b = np.roll(base, (dy, dx), axis=(0, 1))[8:72, 8:88]
-        write_image(tmp_path / f"p{i}_1.png", a)
-        write_image(tmp_path / f"p{i}_2.png", b)
-        write_flo(tmp_path / f"p{i}.flo", np.broadcast_to(np.float32([dx, dy]), (64, 80, 2)).copy())
-        rows.append(f"p{i},p{i}_1.png,p{i}_2.png,p{i}.flo")
-    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
-    return tmp_path
+    return write_shift_pairs(tmp_path)
 
 
 def test_bench_accuracy_writes_the_table(tiny_flow_dir, tmp_path):
