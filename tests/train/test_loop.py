@@ -84,6 +84,7 @@ def test_training_on_cuda_without_cuda_is_a_config_error(tmp_path):
         ("train_compact_s5", "daflow-compact", False),
         ("train_compact_gpu_next", "daflow-compact", False),
         ("train_compact_s6", "daflow-compact", False),
+        ("train_compact_s6_crop384", "daflow-compact", False),
     ],
 )
 def test_shipped_configs_parse(name, model, stage1):
