@@ -10,13 +10,35 @@ import click
 from daflow_vfx.cli._common import ProgressPrinter, device_option
 
 
+def _pairs_options(*, levels: str):
+    """--data, --levels, --seed and --limit: the degraded ground-truth pairs of `accuracy` and `budget`."""
+
+    def decorate(f):
+        for option in reversed((
+            click.option("--data", required=True, type=click.Path(),
+                         help="Folder with pairs.csv and .flo ground truth."),
+            click.option("--levels", default=levels, show_default=True,
+                         help="Comma-separated degradation levels."),
+            click.option("--seed", default=0, show_default=True, type=int, help="Degradation seed."),
+            click.option("--limit", default=None, type=int, help="Only the first N pairs."),
+        )):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def _levels(text: str) -> tuple[str, ...]:
+    return tuple(lv.strip() for lv in text.split(",") if lv.strip())
+
+
 @click.group("bench")
 def command() -> None:
     """Accuracy and speed benchmarks; results go into docs/benchmarks.md."""
 
 
 @command.command("accuracy")
-@click.option("--data", required=True, type=click.Path(), help="Folder with pairs.csv and .flo ground truth.")
+@_pairs_options(levels="clean,mild,severe,extreme")
 @click.option(
     "--models",
     default="daflow-compact,daflow-compact-cnn,dis,farneback,deepflow",
@@ -24,14 +46,6 @@ def command() -> None:
     help="Comma-separated model names (models without weights are skipped); NAME=WEIGHTS evaluates "
     "a weights file of that model (e.g. a training run's export) as an extra row.",
 )
-@click.option(
-    "--levels",
-    default="clean,mild,severe,extreme",
-    show_default=True,
-    help="Comma-separated degradation levels.",
-)
-@click.option("--seed", default=0, show_default=True, type=int, help="Degradation seed.")
-@click.option("--limit", default=None, type=int, help="Only the first N pairs.")
 @click.option(
     "--iters",
     default=None,
@@ -62,7 +76,7 @@ def accuracy(
     job = AccuracyJob(
         data=data,
         models=tuple(m.strip() for m in models.split(",") if m.strip()),
-        levels=tuple(lv.strip() for lv in levels.split(",") if lv.strip()),
+        levels=_levels(levels),
         seed=seed,
         device=resolve_device(device),
         limit=limit,
@@ -179,7 +193,7 @@ def speed(
 
 
 @command.command("budget")
-@click.option("--data", required=True, type=click.Path(), help="Folder with pairs.csv and .flo ground truth.")
+@_pairs_options(levels="clean,severe")
 @click.option("--model", default="daflow-compact", show_default=True,
               help="A DA-Flow variant with a backbone.")
 @click.option("--weights", default=None, metavar="PATH", help="Local weights instead of the shipped ones.")
@@ -187,10 +201,6 @@ def speed(
               help="Comma-separated backbone budgets, in tokens per frame.")
 @click.option("--scale", default=2.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Upscale the pairs (and their ground truth) by this factor, so frames exceed the budgets.")
-@click.option("--levels", default="clean,severe", show_default=True,
-              help="Comma-separated degradation levels.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Degradation seed.")
-@click.option("--limit", default=None, type=int, help="Only the first N pairs.")
 @click.option(
     "--output",
     default="docs/benchmarks.md",
@@ -220,7 +230,7 @@ def budget(
         weights=weights,
         budgets=parse_budgets(tokens),
         scale=scale,
-        levels=tuple(lv.strip() for lv in levels.split(",") if lv.strip()),
+        levels=_levels(levels),
         seed=seed,
         device=resolve_device(device),
         limit=limit,

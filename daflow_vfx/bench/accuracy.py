@@ -73,6 +73,31 @@ def read_display(path: Path) -> np.ndarray:
         return to_display(img, resolve_colorspace("auto", plate.info))
 
 
+def check_levels(levels: Sequence[str]) -> None:
+    bad = [lv for lv in levels if lv not in LEVELS]
+    if bad:
+        raise UsageError(f"unknown degradation level {bad[0]!r}; use {', '.join(LEVELS)}")
+
+
+def read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+    """A pair's frames [2, H, W, 3] (display, [0, 1]) and its ground truth [H, W, 2]."""
+    return np.stack([read_display(pair.img1), read_display(pair.img2)]), read_flo(pair.flow)
+
+
+def level_seed(seed: int, index: int, level: str) -> int:
+    """The degradation seed of pair ``index`` at ``level``: by the level's place in LEVELS, not in the
+    request, so a level degrades the same whichever other levels (or benchmark) ask for it."""
+    return seed * 100_003 + index * 101 + LEVELS.index(level)
+
+
+def timed_errors(engine, frames: np.ndarray, gt: np.ndarray) -> tuple[float, float, float, int, float]:
+    """Run ``engine`` on a degraded pair: :func:`flow_errors` plus the wall time in seconds."""
+    t0 = time.perf_counter()
+    flow = engine.estimate_pair(frames[0], frames[1])
+    dt = time.perf_counter() - t0
+    return (*flow_errors(flow, gt), dt)
+
+
 def degrade_pair(frames: np.ndarray, gt: np.ndarray, level: str, seed: int) -> np.ndarray:
     """frames: [2, H, W, 3] display [0, 1]; gt: [H, W, 2] used for motion blur along the true motion."""
     if level == "clean":
@@ -124,9 +149,7 @@ def run_accuracy(
     from ..engine import FlowEngine
     from ..estimators import load_estimator
 
-    bad = [lv for lv in levels if lv not in LEVELS]
-    if bad:
-        raise UsageError(f"unknown degradation level {bad[0]!r}; use {', '.join(LEVELS)}")
+    check_levels(levels)
     pairs = load_pairs(data_dir)[:limit]
     engines: dict[str, FlowEngine] = {}
     skipped: list[str] = []
@@ -148,18 +171,11 @@ def run_accuracy(
     acc: dict[tuple[str, str], list[float]] = {(m, lv): [0.0] * 6 for m in engines for lv in levels}
     total, done = len(pairs) * len(levels), 0
     for i, pair in enumerate(pairs):
-        clean = np.stack([read_display(pair.img1), read_display(pair.img2)])  # [2, H, W, 3]
-        gt = read_flo(pair.flow)  # [H, W, 2]
+        clean, gt = read_pair(pair)  # [2, H, W, 3], [H, W, 2]
         for level in levels:
-            # Seeded by the level's place in LEVELS, not in the request, so a level degrades the
-            # same whichever other levels a run asks for.
-            li = LEVELS.index(level)
-            frames = degrade_pair(clean, gt, level, seed=seed * 100_003 + i * 101 + li)
+            frames = degrade_pair(clean, gt, level, seed=level_seed(seed, i, level))
             for name, engine in engines.items():
-                t0 = time.perf_counter()
-                flow = engine.estimate_pair(frames[0], frames[1])
-                dt = time.perf_counter() - t0
-                e, n1, n3, nv = flow_errors(flow, gt)
+                e, n1, n3, nv, dt = timed_errors(engine, frames, gt)
                 a = acc[(name, level)]
                 a[0] += e
                 a[1] += n1

@@ -19,14 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from ..io import read_flo
 from .accuracy import (
     LEVELS,
     UNKNOWN_FLOW,
+    check_levels,
     degrade_pair,
-    flow_errors,
+    level_seed,
     load_pairs,
-    read_display,
+    read_pair,
+    timed_errors,
     update_markdown,
 )
 
@@ -83,9 +84,7 @@ def run_budget(
     from ..engine import FlowEngine
     from ..estimators import load_estimator
 
-    bad = [lv for lv in levels if lv not in LEVELS]
-    if bad:
-        raise UsageError(f"unknown degradation level {bad[0]!r}; use {', '.join(LEVELS)}")
+    check_levels(levels)
     if scale <= 0:
         raise UsageError(f"--scale {scale}: must be above 0")
     pairs = load_pairs(data_dir)[:limit]
@@ -94,30 +93,23 @@ def run_budget(
     if net is None or getattr(net, "backbone", None) is None:
         raise UsageError(f"model {model!r} has no diffusion backbone, so no token budget to measure")
     engine = FlowEngine(estimator, device=device)
-    ref = FlowEngine(load_estimator(reference, device=device), device=device) if reference else None
-    labels = [str(b) for b in budgets] + ([reference] if reference else [])
-    # acc[(label, level)] = [epe_sum, valid, seconds, pairs]
-    acc = {(lb, lv): [0.0, 0.0, 0.0, 0.0] for lb in labels for lv in levels}
-    total, done = len(pairs) * len(levels), 0
+    # (label, engine, budget): each budget through the one model, then the reference as it is
     runs: list[tuple[str, FlowEngine, int | None]] = [(str(b), engine, b) for b in budgets]
-    if ref is not None and reference is not None:
-        runs.append((reference, ref, None))
+    if reference:
+        runs.append((reference, FlowEngine(load_estimator(reference, device=device), device=device), None))
+    # acc[(label, level)] = [epe_sum, valid, seconds, pairs]
+    acc = {(label, lv): [0.0, 0.0, 0.0, 0.0] for label, _, _ in runs for lv in levels}
+    total, done = len(pairs) * len(levels), 0
     for i, pair in enumerate(pairs):
-        clean, gt = upscale_pair(
-            np.stack([read_display(pair.img1), read_display(pair.img2)]), read_flo(pair.flow), scale
-        )
+        clean, gt = upscale_pair(*read_pair(pair), scale)
         for level in levels:
-            # the seeds of `bench accuracy`, so a level degrades the same pair the same way
-            frames = degrade_pair(clean, gt, level, seed=seed * 100_003 + i * 101 + LEVELS.index(level))
+            frames = degrade_pair(clean, gt, level, seed=level_seed(seed, i, level))
             for label, eng, budget in runs:
                 if budget is not None:
                     # The budget is an inference setting of this benchmark's own model instance,
                     # read by every forward call.
                     net.max_backbone_tokens = budget
-                t0 = time.perf_counter()
-                flow = eng.estimate_pair(frames[0], frames[1])
-                dt = time.perf_counter() - t0
-                e, _, _, nv = flow_errors(flow, gt)
+                e, _, _, nv, dt = timed_errors(eng, frames, gt)
                 a = acc[(label, level)]
                 a[0] += e
                 a[1] += nv
