@@ -72,7 +72,7 @@ REGISTRY: dict[str, WeightsEntry] = {
         description="DA-Flow compact (~14 M params): lifted MM-DiT on pixel patches + CNN + RAFT refinement",
         factory=daflow_compact,
         file="daflow_compact.safetensors",
-        sha256="293415f08d64590aaba9979fc27aa85cdeb82fecd3ee0129c739cefcd8484255",
+        sha256="4defccbcd61b56cf3dffa59504de955b9359295e62ceb980be6331f52f62a594",
         flow_init="dis",
         # Trained with 6 and refining DIS, these weights are most accurate with few iterations
         # (flow-dev EPE clean / severe, `daflow-vfx bench accuracy --iters N`; session-4 weights:
