@@ -39,7 +39,8 @@ def test_flow_writes_flo_and_exr(tmp_path) -> None:
     assert flow.shape == (64, 80, 2)
     np.testing.assert_allclose(np.median(flow[12:-12, 12:-12].reshape(-1, 2), axis=0), [-2, 1], atol=0.15)
 
-    result = invoke("flow", img1, img2, "-o", str(tmp_path / "pair.exr"), "--layout", "blender")
+    result = invoke("flow", img1, img2, "-o", str(tmp_path / "pair.exr"), "--layout", "blender",
+                    "--model", "dis")
     assert result.exit_code == 0, result.output
     ch, attrs = read_exr(tmp_path / "pair.exr")
     assert np.median(ch["Vector.Z"][12:-12, 12:-12]) == pytest.approx(2, abs=0.15)  # -fwd_u
