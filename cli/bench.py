@@ -143,6 +143,14 @@ def accuracy(
     help="Run daflow-full on the CPU at every size (by default only up to 128x128 pixels).",
 )
 @click.option(
+    "--dtypes",
+    default=None,
+    metavar="LIST",
+    help="Compute dtypes of the DA-Flow rows, from float32,bfloat16,float16; each reduced one also "
+    "reports how far it moves the flow from float32 (default: float32 on the CPU; on CUDA float32 "
+    "and bfloat16 for daflow-compact, bfloat16 for daflow-full).",
+)
+@click.option(
     "--reuse-frames",
     default=5,
     show_default=True,
@@ -165,12 +173,13 @@ def speed(
     threads: int | None,
     isolate: bool,
     full_on_cpu: bool,
+    dtypes: str | None,
     reuse_frames: int,
     output: str,
     device: str,
 ) -> None:
     """Frame pairs per second and peak memory of DA-Flow, DIS and torchvision RAFT, side by side."""
-    from daflow_vfx.bench.speed import SpeedJob, bench_speed, check_models, parse_sizes
+    from daflow_vfx.bench.speed import SpeedJob, bench_speed, check_models, parse_dtypes, parse_sizes
     from daflow_vfx.engine import resolve_device
 
     job = SpeedJob(
@@ -183,6 +192,7 @@ def speed(
         threads=threads,
         isolate=isolate,
         full_on_cpu=full_on_cpu,
+        dtypes=None if dtypes is None else parse_dtypes(dtypes),
         reuse_frames=reuse_frames,
         output=None if output == "-" else output,
         command="daflow-vfx " + " ".join(shlex.quote(a) for a in sys.argv[1:]),

@@ -12,6 +12,10 @@ over repeats:
 - ``raft_small`` / ``raft_large``: torchvision's RAFT architectures with ``weights=None`` and the same
   number of refinement iterations, forward and backward batched in one call.
 
+A reduced-precision row (``--dtypes``; on CUDA DA-Flow runs bf16 autocast by default) also reports how
+far that precision moves the flow from float32 on a fixed input (:func:`daflow_vfx.numerics.autocast_epe`),
+so the speed it buys is read beside what it costs.
+
 It also measures windowed reuse on a short sequence: DA-Flow computes each frame's features once
 per window and shares them between the window's pairs, against recomputing them for every pair.
 """
@@ -47,6 +51,11 @@ DAFLOW_MODELS = ("daflow-compact", "daflow-full")
 RAFT_MODELS = ("raft_small", "raft_large")
 DEFAULT_MODELS = (*DAFLOW_MODELS, "dis", *RAFT_MODELS)
 REFERENCE = "raft_large"
+# Compute dtypes a DA-Flow row may run in (reduced ones under autocast, weights stay float32).
+DTYPES = ("float32", "bfloat16", "float16")
+# The fixed window of the numerics check: 3 frames of this size (height, width), or the case's size
+# where that is smaller; large enough that the backbone, the prior and refinement all take part.
+NUMERICS_SIZE = (192, 320)
 # torchvision's RAFT pools its 1/8 feature maps three times and refuses maps under 16 px.
 RAFT_MIN_SIDE = 128
 # daflow-full (2.35 B parameters) on a CPU: the SD3 VAE and 24 joint blocks over three frames take
@@ -306,6 +315,9 @@ class CaseResult:
     memory: str = ""  # "rss" or "cuda"
     threads: int | None = None
     note: str = ""
+    # reduced-precision rows: |flow - float32 flow| on the fixed numerics window, mean and max, px
+    epe_vs_float32: float | None = None
+    epe_max_vs_float32: float | None = None
 
     @property
     def size(self) -> str:
@@ -380,6 +392,14 @@ def measure_case(spec: CaseSpec) -> CaseResult:
         engine.estimate_window(frames)  # returns numpy, so CUDA work has finished when it returns
         seconds.append(time.perf_counter() - t0)
     peak, delta = probe.stop()
+    # After the timing and the memory probe, so neither includes the check's two extra windows.
+    numerics = None
+    if spec.dtype != "float32" and hasattr(estimator, "estimate_as"):
+        from ..numerics import autocast_epe, fixed_window
+
+        window = fixed_window(frames=estimator.window, height=min(spec.height, NUMERICS_SIZE[0]),
+                              width=min(spec.width, NUMERICS_SIZE[1]))
+        numerics = autocast_epe(estimator, dtype=spec.dtype, frames=window)
     notes = []
     if spec.model == "dis" and spec.device != "cpu":
         notes.append("OpenCV, runs on the CPU")
@@ -400,6 +420,8 @@ def measure_case(spec: CaseSpec) -> CaseResult:
         memory=probe.kind,
         threads=threads,
         note="; ".join(notes),
+        epe_vs_float32=None if numerics is None else numerics.epe_mean,
+        epe_max_vs_float32=None if numerics is None else numerics.epe_max,
     )
 
 
@@ -574,6 +596,9 @@ class SpeedJob:
     output: str | None = "docs/benchmarks.md"
     command: str = ""
     torchvision_module: str = "torchvision"  # tests name a missing module to get "unavailable" rows
+    # compute dtypes of the DA-Flow rows; None: float32 on the CPU, on CUDA the bf16 fast path (and
+    # float32 too for daflow-compact)
+    dtypes: tuple[str, ...] | None = None
 
 
 @dataclass(kw_only=True)
@@ -650,10 +675,25 @@ def device_name(device: str) -> str:
     return platform.processor() or platform.machine()
 
 
-def _case_dtypes(model: str, device: str) -> tuple[str, ...]:
+def parse_dtypes(text: str) -> tuple[str, ...]:
+    """'float32,bfloat16' -> ('float32', 'bfloat16'); UsageError for an unknown or empty list."""
+    dtypes = tuple(dict.fromkeys(d.strip() for d in text.split(",") if d.strip()))
+    for dtype in dtypes:
+        if dtype not in DTYPES:
+            raise UsageError(f"bad dtype {dtype!r}: use a comma-separated list of {', '.join(DTYPES)}")
+    if not dtypes:
+        raise UsageError(f"no dtypes given; use a comma-separated list of {', '.join(DTYPES)}")
+    return dtypes
+
+
+def _case_dtypes(model: str, device: str, dtypes: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    if model not in DAFLOW_MODELS:
+        return ("float32",)  # RAFT and DIS rows are references, always at their own precision
+    if dtypes is not None:
+        return dtypes
     if not device.startswith("cuda"):
         return ("float32",)
-    return {"daflow-compact": ("float32", "bfloat16"), "daflow-full": ("bfloat16",)}.get(model, ("float32",))
+    return {"daflow-compact": ("float32", "bfloat16"), "daflow-full": ("bfloat16",)}[model]
 
 
 def run_speed(job: SpeedJob, *, progress: Callable[[int, int], None] | None = None) -> SpeedReport:
@@ -668,6 +708,8 @@ def run_speed(job: SpeedJob, *, progress: Callable[[int, int], None] | None = No
         raise UsageError("no sizes to measure; give --sizes WIDTHxHEIGHT[,...]")
     if job.repeats < 1 or job.warmup < 0 or job.iters < 1:
         raise UsageError("--repeats and --iters must be at least 1, --warmup at least 0")
+    if job.dtypes is not None:
+        parse_dtypes(",".join(job.dtypes))
     if job.reuse_frames != 0 and job.reuse_frames < 3:
         raise UsageError(f"--reuse-frames must be 0 (off) or at least 3, got {job.reuse_frames}")
     t0 = time.perf_counter()
@@ -684,7 +726,10 @@ def run_speed(job: SpeedJob, *, progress: Callable[[int, int], None] | None = No
     # On CUDA, DA-Flow runs under bf16 autocast (the fast path) and daflow-compact also in float32,
     # so the table shows what reduced precision buys; everything else runs in float32.
     planned: list[tuple[str, int, int, str]] = [
-        (m, w, h, dt) for (w, h) in job.sizes for m in models for dt in _case_dtypes(m, job.device)
+        (m, w, h, dt)
+        for (w, h) in job.sizes
+        for m in models
+        for dt in _case_dtypes(m, job.device, job.dtypes)
     ]
     reuse_size = min(job.sizes, key=lambda s: s[0] * s[1])
     do_reuse = job.reuse_frames > 0 and "daflow-compact" in models
@@ -786,24 +831,33 @@ def _mib(value: int | None) -> str:
     return "-" if value is None else f"{value / _MIB:.0f}"
 
 
+def _numerics_cell(row: CaseResult) -> str:
+    if row.epe_vs_float32 is None or row.epe_max_vs_float32 is None:
+        return "-"
+    return f"{row.epe_vs_float32:.4f} ({row.epe_max_vs_float32:.3f})"
+
+
 def format_table(rows: Sequence[CaseResult]) -> str:
-    """Markdown: one row per (size, model); pairs/s ratio against raft_large at the same size."""
+    """Markdown: one row per (size, model, dtype); pairs/s ratio against raft_large at the same size."""
     reference = {r.size: r.pairs_per_s for r in rows if r.model == REFERENCE and r.pairs_per_s}
     lines = [
-        f"| model | weights | size | dtype | pairs/s | ms/pair | vs {REFERENCE} | peak MiB | Δ MiB | note |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| model | weights | size | dtype | pairs/s | ms/pair | vs {REFERENCE} | peak MiB | Δ MiB | "
+        "Δ flow vs float32, px | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r.status != "ok" or not r.pairs_per_s:
             reason = f"skipped ({r.reason})" if r.status == "skipped" else f"{r.status}: {r.reason}"
-            lines.append(f"| {r.model} | {r.weights or '-'} | {r.size} | - | - | - | - | - | - | {reason} |")
+            empty = " | ".join("-" * 7)  # dtype to Δ flow
+            lines.append(f"| {r.model} | {r.weights or '-'} | {r.size} | {empty} | {reason} |")
             continue
         ref = reference.get(r.size)
         ratio = f"{r.pairs_per_s / ref:.2f}x" if ref else "-"
         ms = r.ms_per_pair
         lines.append(
             f"| {r.model} | {r.weights} | {r.size} | {r.dtype} | {_num(r.pairs_per_s)} | "
-            f"{_num(ms) if ms else '-'} | {ratio} | {_mib(r.peak_bytes)} | {_mib(r.delta_bytes)} | {r.note} |"
+            f"{_num(ms) if ms else '-'} | {ratio} | {_mib(r.peak_bytes)} | {_mib(r.delta_bytes)} | "
+            f"{_numerics_cell(r)} | {r.note} |"
         )
     return "\n".join(lines)
 
@@ -865,7 +919,10 @@ def format_report(report: SpeedReport) -> str:
         f"vs {REFERENCE}: pairs/s over {REFERENCE}'s at the same size (above 1 is faster). "
         f"{job.iters} refinement iterations for DA-Flow and RAFT. {memory}; Δ MiB is the peak above the "
         f"memory in use after the model was built; {isolation}. Random weights time the same "
-        "architectures as trained ones.",
+        "architectures as trained ones. Δ flow vs float32 (reduced-precision DA-Flow rows): mean (max) "
+        "endpoint distance between the row's flow and float32's on a fixed 3-frame window of "
+        f"{NUMERICS_SIZE[1]}x{NUMERICS_SIZE[0]} (or the row's size if smaller; "
+        "`daflow_vfx.numerics.autocast_epe`), same weights and device.",
         "",
         format_table(report.rows),
     ]

@@ -32,7 +32,7 @@ def table_rows(text: str) -> dict[tuple[str, str], list[str]]:
     rows = {}
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if line.startswith("| ") and len(cells) == 10 and cells[0] != "model":
+        if line.startswith("| ") and len(cells) == 11 and cells[0] != "model":
             rows[(cells[0], cells[2])] = cells
     return rows
 
@@ -73,7 +73,7 @@ def test_cli_table_numbers_and_markdown_section(tmp_path):
     assert rows[("daflow-compact", "64x48")][1] in ("random weights", "trained")
     # below 128x128 torchvision's RAFT cannot run (or torchvision is missing): a row that says why
     assert rows[("raft_large", "64x48")][4] == "-"
-    assert rows[("raft_large", "64x48")][9].startswith(("skipped (", "unavailable: "))
+    assert rows[("raft_large", "64x48")][10].startswith(("skipped (", "unavailable: "))
     assert "per pair (each pair a 2-frame window) | 4 |" in res.output
     assert "windowed (3-frame windows, the render path) | 3 |" in res.output
     text = md.read_text()
@@ -90,7 +90,11 @@ def test_cli_table_numbers_and_markdown_section(tmp_path):
 
 @pytest.mark.parametrize(
     ("option", "value", "message"),
-    [("--sizes", "1920by1080", "bad size '1920by1080'"), ("--models", "dis,pwc", "unknown model 'pwc'")],
+    [
+        ("--sizes", "1920by1080", "bad size '1920by1080'"),
+        ("--models", "dis,pwc", "unknown model 'pwc'"),
+        ("--dtypes", "float32,half", "bad dtype 'half'"),
+    ],
 )
 def test_bad_option_is_a_clean_one_line_error(tmp_path, option, value, message):
     res = CliRunner().invoke(main, ["bench", "speed", option, value, "--output", str(tmp_path / "b.md")])
@@ -118,7 +122,7 @@ def test_unavailable_torchvision_gives_rows_not_a_crash():
     assert by["raft_small"].status == by["raft_large"].status == "unavailable"
     assert "not installed" in by["raft_large"].reason
     rows = table_rows(format_table(report.rows))
-    assert rows[("raft_large", "160x128")][9].startswith("unavailable: daflow_test_no_such_torchvision")
+    assert rows[("raft_large", "160x128")][10].startswith("unavailable: daflow_test_no_such_torchvision")
     assert rows[("dis", "160x128")][6] == "-"  # no ratio without the reference
     assert "daflow_test_no_such_torchvision" not in sys.modules
 
@@ -140,6 +144,38 @@ def test_cuda_rows_time_the_fast_path_and_float32():
     assert _case_dtypes("daflow-full", "cuda:0") == ("bfloat16",)
     assert _case_dtypes("raft_large", "cuda") == ("float32",)
     assert _case_dtypes("daflow-compact", "cpu") == ("float32",)
+    # --dtypes chooses the DA-Flow rows' precision on any device; the references stay float32
+    assert _case_dtypes("daflow-compact", "cpu", ("float32", "bfloat16")) == ("float32", "bfloat16")
+    assert _case_dtypes("dis", "cpu", ("bfloat16",)) == ("float32",)
+
+
+def test_reduced_precision_rows_report_their_distance_from_float32():
+    job = SpeedJob(
+        models=("daflow-compact", "dis"),
+        sizes=((64, 48),),
+        repeats=1,
+        warmup=0,
+        iters=2,
+        threads=1,
+        isolate=False,
+        reuse_frames=0,
+        output=None,
+        dtypes=("float32", "bfloat16"),
+    )
+    report = run_speed(job)
+    by = {(r.model, r.dtype): r for r in report.rows}
+    assert set(by) == {("daflow-compact", "float32"), ("daflow-compact", "bfloat16"), ("dis", "uint8")}
+    low = by[("daflow-compact", "bfloat16")]
+    # bf16 keeps 8 mantissa bits: the flow moves, a little (> 0 proves autocast really ran)
+    assert 0 < low.epe_vs_float32 <= low.epe_max_vs_float32 < 1.0
+    assert by[("daflow-compact", "float32")].epe_vs_float32 is None
+    cells = {}
+    for line in format_table(report.rows).splitlines()[2:]:
+        row = [c.strip() for c in line.strip().strip("|").split("|")]
+        cells[(row[0], row[3])] = row
+    expected = f"{low.epe_vs_float32:.4f} ({low.epe_max_vs_float32:.3f})"
+    assert cells[("daflow-compact", "bfloat16")][9] == expected
+    assert cells[("daflow-compact", "float32")][9] == cells[("dis", "uint8")][9] == "-"
 
 
 def test_windowed_reuse_counts_feature_passes():
