@@ -381,8 +381,14 @@ def shape_alpha(rng: np.random.Generator, side: int, margin: int = 2) -> np.ndar
 
 
 # --------------------------------------------------------------------------------------------- motion
-def _motion_magnitude(rng: np.random.Generator, max_motion: float) -> float:
-    """Displacement budget of one layer in px/frame: small, medium or large, so both are learned."""
+def _motion_magnitude(rng: np.random.Generator, max_motion: float, static_fraction: float = 0.0) -> float:
+    """Displacement budget of one layer in px/frame: small, medium or large, so both are learned.
+
+    ``static_fraction`` of the layers do not move at all (budget 0), as a locked-off plate's background
+    does; the draw is skipped when it is 0, so older configs keep their exact samples.
+    """
+    if static_fraction > 0 and rng.random() < static_fraction:
+        return 0.0
     u = rng.random()
     if u < 0.35:
         return float(rng.uniform(0.0, 3.0))
@@ -443,8 +449,9 @@ def _trajectory(rng: np.random.Generator, *, num_frames: int, tex_size: tuple[in
 
 def sample_scene(rng: np.random.Generator, *, size: tuple[int, int], num_frames: int = 3,
                  max_motion: float | None = None, num_layers: tuple[int, int] = (2, 6),
-                 photo_fraction: float = 0.4) -> list[Layer]:
-    """A random layered scene: background plus ``num_layers`` (inclusive range) foreground shapes."""
+                 photo_fraction: float = 0.4, static_fraction: float = 0.0) -> list[Layer]:
+    """A random layered scene: background plus ``num_layers`` (inclusive range) foreground shapes;
+    each layer stays still with probability ``static_fraction``."""
     height, width = size
     max_motion = 0.25 * width if max_motion is None else float(max_motion)
     pad = int(0.15 * max(height, width))
@@ -454,7 +461,8 @@ def sample_scene(rng: np.random.Generator, *, size: tuple[int, int], num_frames:
         homographies=_trajectory(rng, num_frames=num_frames, tex_size=bg_size,
                                  position=np.array([width / 2.0, height / 2.0]),
                                  extent=0.5 * math.hypot(height, width),
-                                 budget=_motion_magnitude(rng, max_motion), background=True))]
+                                 budget=_motion_magnitude(rng, max_motion, static_fraction),
+                                 background=True))]
     short = min(height, width)
     for _ in range(int(rng.integers(num_layers[0], num_layers[1] + 1))):
         radius = short * float(np.exp(rng.uniform(math.log(0.07), math.log(0.45))))
@@ -464,7 +472,8 @@ def sample_scene(rng: np.random.Generator, *, size: tuple[int, int], num_frames:
             alpha=shape_alpha(rng, side),
             homographies=_trajectory(rng, num_frames=num_frames, tex_size=(side, side),
                                      position=rng.uniform([0.0, 0.0], [width, height]), extent=radius,
-                                     budget=_motion_magnitude(rng, max_motion), background=False)))
+                                     budget=_motion_magnitude(rng, max_motion, static_fraction),
+                                     background=False)))
     return layers
 
 
@@ -490,6 +499,10 @@ class SyntheticFlowDataset(Dataset):
     "clean") to weights drawn per sample, or None for degraded = clean. ``clean_fraction`` of the
     samples stay clean whatever the preset, so the model also sees pristine input.
 
+    ``static_fraction`` of the layers (background included) stand still, so the model also learns to
+    leave motion that is exactly zero at zero (locked-off plates; noise that differs between frames
+    is not motion).
+
     ``init_flow="dis"`` adds ``init_fwd``/``init_bwd`` ([F-1, 2, H, W]): OpenCV DIS (medium) on the
     degraded frames, the initial flow a model with a classical prior refines (see
     :data:`daflow_vfx.model.weights.FLOW_INITS`).
@@ -499,7 +512,7 @@ class SyntheticFlowDataset(Dataset):
                  length: int = 100_000, degrade_preset: str | Mapping[str, float] | None = "random",
                  clean_fraction: float = 0.1, max_motion: float | None = None,
                  num_layers: tuple[int, int] = (2, 6), photo_fraction: float = 0.4,
-                 init_flow: str | None = None) -> None:
+                 init_flow: str | None = None, static_fraction: float = 0.0) -> None:
         if init_flow not in (None, "dis"):
             raise UsageError(f"init_flow {init_flow!r}: use 'dis' or None")
         self.init_flow = init_flow
@@ -523,6 +536,9 @@ class SyntheticFlowDataset(Dataset):
         self.max_motion = 0.25 * self.size[1] if max_motion is None else float(max_motion)
         self.num_layers = (int(num_layers[0]), int(num_layers[1]))
         self.photo_fraction = float(photo_fraction)
+        if not 0.0 <= static_fraction <= 1.0:
+            raise UsageError(f"static_fraction {static_fraction!r}: use a share from 0 to 1")
+        self.static_fraction = float(static_fraction)
         self._levels = list(weights)
         total = sum(weights.values())
         self._probs = np.array([weights[k] / total for k in self._levels])
@@ -537,7 +553,8 @@ class SyntheticFlowDataset(Dataset):
         idx %= self.length
         rng = np.random.default_rng([self.seed, idx])
         layers = sample_scene(rng, size=self.size, num_frames=self.num_frames, max_motion=self.max_motion,
-                              num_layers=self.num_layers, photo_fraction=self.photo_fraction)
+                              num_layers=self.num_layers, photo_fraction=self.photo_fraction,
+                              static_fraction=self.static_fraction)
         scene = render_layers(layers, size=self.size)
         level = self._levels[int(rng.choice(len(self._levels), p=self._probs))]
         degrade_seed = int(rng.integers(2**62))

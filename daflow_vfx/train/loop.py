@@ -79,6 +79,8 @@ class TrainConfig:
     # Share of textures taken from the bundled photographs (the rest are procedural); validation
     # keeps the dataset default so runs with different shares stay comparable.
     photo_fraction: float = 0.4
+    # Share of layers (background included) that stand still; validation keeps the dataset default (0)
+    static_fraction: float = 0.0
     # "cpu", "cuda", "cuda:1", ...: where the model trains; data is always made on the CPU workers.
     device: str = "cpu"
 
@@ -115,9 +117,10 @@ class TrainConfig:
                 kw[key] = tuple(kw[key])
         if kw.get("flow_init") not in (None, *FLOW_INITS):
             raise ConfigError(f"{source}: flow_init {kw['flow_init']!r}; use one of {', '.join(FLOW_INITS)}")
-        share = kw.get("photo_fraction", cls.photo_fraction)
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
-            raise ConfigError(f"{source}: photo_fraction {share!r}; use a share from 0 to 1")
+        for key in ("photo_fraction", "static_fraction"):
+            share = kw.get(key, getattr(cls, key))
+            if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
+                raise ConfigError(f"{source}: {key} {share!r}; use a share from 0 to 1")
         dev = kw.get("device", cls.device)
         try:
             torch.device(dev)
@@ -335,7 +338,7 @@ def train(
 
     data = SyntheticFlowDataset(
         size=cfg.crop, num_frames=cfg.num_frames, seed=cfg.seed, length=10**9, degrade_preset=cfg.degrade,
-        init_flow=cfg.flow_init, photo_fraction=cfg.photo_fraction,
+        init_flow=cfg.flow_init, photo_fraction=cfg.photo_fraction, static_fraction=cfg.static_fraction,
     )
     gen = torch.Generator().manual_seed(cfg.seed + 7)
     start = time.monotonic()

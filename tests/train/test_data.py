@@ -153,6 +153,29 @@ def test_motion_mixes_small_and_large() -> None:
     assert min(peaks) < 6.0 and max(peaks) > 0.2 * SIZE[1]
 
 
+def test_static_layers_do_not_move() -> None:
+    # every layer still: the clean frames repeat exactly and the flow is zero everywhere
+    still = td.SyntheticFlowDataset(size=SIZE, seed=5, degrade_preset="severe", clean_fraction=0.0,
+                                    static_fraction=1.0)
+    for i in range(3):
+        s = still.sample_numpy(i)
+        # zero up to the round-off of composing each frame's homography with the inverse of the next
+        assert np.abs(s["flow_fwd"]).max() < 1e-6 and np.abs(s["flow_bwd"]).max() < 1e-6
+        assert np.abs(s["clean"][0] - s["clean"][1]).max() < 1e-6
+        assert np.abs(s["clean"][1] - s["clean"][2]).max() < 1e-6
+        assert not np.array_equal(s["degraded"][0], s["degraded"][1])  # the noise still differs per frame
+    # a share: some layers still, some moving; and 0 leaves the samples of older configs unchanged
+    some = td.SyntheticFlowDataset(size=SIZE, seed=5, degrade_preset=None, static_fraction=0.5)
+    flows = [some.sample_numpy(i)["flow_fwd"] for i in range(12)]
+    still_share = [float((np.abs(f).max(axis=-1) < 1e-6).mean()) for f in flows]  # pixels not moving
+    assert max(still_share) > 0.2 and max(float(np.abs(f).max()) for f in flows) > 1.0
+    default = td.SyntheticFlowDataset(size=SIZE, seed=5, degrade_preset=None)
+    zero = td.SyntheticFlowDataset(size=SIZE, seed=5, degrade_preset=None, static_fraction=0.0)
+    assert np.array_equal(default.sample_numpy(2)["flow_fwd"], zero.sample_numpy(2)["flow_fwd"])
+    with pytest.raises(UsageError, match="static_fraction"):
+        td.SyntheticFlowDataset(size=SIZE, static_fraction=1.5)
+
+
 def test_bad_preset_raises() -> None:
     with pytest.raises(UsageError):
         td.SyntheticFlowDataset(size=SIZE, degrade_preset="nasty")

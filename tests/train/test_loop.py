@@ -59,6 +59,9 @@ def test_config_rejects_unknown_keys(tmp_path):
     p.write_text("photo_fraction: 1.5\n")
     with pytest.raises(ConfigError, match="photo_fraction 1.5"):
         TrainConfig.from_yaml(p)
+    p.write_text("static_fraction: -0.1\n")
+    with pytest.raises(ConfigError, match="static_fraction -0.1"):
+        TrainConfig.from_yaml(p)
     p.write_text("device: gpu0\n")
     with pytest.raises(ConfigError, match="device 'gpu0'; use cpu, cuda or cuda:N"):
         TrainConfig.from_yaml(p)
@@ -85,6 +88,7 @@ SHIPPED_CONFIGS = [
     ("train_compact_s6", "daflow-compact", False),
     ("train_compact_s6_crop384", "daflow-compact", False),
     ("train_compact_s7_crop384", "daflow-compact", False),
+    ("train_compact_s8_static", "daflow-compact", False),
 ]
 
 
