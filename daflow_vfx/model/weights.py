@@ -72,7 +72,7 @@ REGISTRY: dict[str, WeightsEntry] = {
         description="DA-Flow compact (~14 M params): lifted MM-DiT on pixel patches + CNN + RAFT refinement",
         factory=daflow_compact,
         file="daflow_compact.safetensors",
-        sha256="4defccbcd61b56cf3dffa59504de955b9359295e62ceb980be6331f52f62a594",
+        sha256="9c62b72dd5981ba1e1668b3393a7a3e2187a813d893cda0a3584223c38a69894",
         flow_init="dis",
         # Trained with 6 and refining DIS, these weights are most accurate with few iterations
         # (flow-dev EPE clean / severe, `daflow-vfx bench accuracy --iters N`; session-4 weights:
