@@ -45,25 +45,21 @@ def test_two_stages_log_checkpoint_and_resume(tmp_path):
     assert load_weights(daflow_compact(), out, expected_sha256=digest) == digest
 
 
-def test_config_rejects_unknown_keys(tmp_path):
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("model: daflow-compact\nlearning_rate: 3\n", "unknown keys learning_rate"),
+        ("flow_init: raft\n", "flow_init 'raft'"),
+        ("stage2: {steps: 1, momentum: 0.9}\n", "unknown keys in stage2: momentum"),
+        ("photo_fraction: 1.5\n", "photo_fraction 1.5"),
+        ("static_fraction: -0.1\n", "static_fraction -0.1"),
+        ("device: gpu0\n", "device 'gpu0'; use cpu, cuda or cuda:N"),
+    ],
+)
+def test_config_rejects_bad_keys_and_values(tmp_path, text, message):
     p = tmp_path / "c.yaml"
-    p.write_text("model: daflow-compact\nlearning_rate: 3\n")
-    with pytest.raises(ConfigError, match="unknown keys learning_rate"):
-        TrainConfig.from_yaml(p)
-    p.write_text("flow_init: raft\n")
-    with pytest.raises(ConfigError, match="flow_init 'raft'"):
-        TrainConfig.from_yaml(p)
-    p.write_text("stage2: {steps: 1, momentum: 0.9}\n")
-    with pytest.raises(ConfigError, match="unknown keys in stage2: momentum"):
-        TrainConfig.from_yaml(p)
-    p.write_text("photo_fraction: 1.5\n")
-    with pytest.raises(ConfigError, match="photo_fraction 1.5"):
-        TrainConfig.from_yaml(p)
-    p.write_text("static_fraction: -0.1\n")
-    with pytest.raises(ConfigError, match="static_fraction -0.1"):
-        TrainConfig.from_yaml(p)
-    p.write_text("device: gpu0\n")
-    with pytest.raises(ConfigError, match="device 'gpu0'; use cpu, cuda or cuda:N"):
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=message):
         TrainConfig.from_yaml(p)
 
 
