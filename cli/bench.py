@@ -179,7 +179,7 @@ def speed(
     device: str,
 ) -> None:
     """Frame pairs per second and peak memory of DA-Flow, DIS and torchvision RAFT, side by side."""
-    from daflow_vfx.bench.speed import SpeedJob, bench_speed, check_models, parse_dtypes, parse_sizes
+    from daflow_vfx.bench.speed import SpeedJob, bench_speed, check_dtypes, check_models, parse_sizes
     from daflow_vfx.engine import resolve_device
 
     job = SpeedJob(
@@ -192,7 +192,7 @@ def speed(
         threads=threads,
         isolate=isolate,
         full_on_cpu=full_on_cpu,
-        dtypes=None if dtypes is None else parse_dtypes(dtypes),
+        dtypes=None if dtypes is None else check_dtypes([d.strip() for d in dtypes.split(",") if d.strip()]),
         reuse_frames=reuse_frames,
         output=None if output == "-" else output,
         command="daflow-vfx " + " ".join(shlex.quote(a) for a in sys.argv[1:]),

@@ -43,6 +43,7 @@ import numpy as np
 
 from ..errors import DaflowError, ModelError, UsageError
 from ..estimators.base import FlowEstimator, WindowFlows
+from ..numerics import REDUCED_DTYPES, autocast_epe, fixed_window
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ RAFT_MODELS = ("raft_small", "raft_large")
 DEFAULT_MODELS = (*DAFLOW_MODELS, "dis", *RAFT_MODELS)
 REFERENCE = "raft_large"
 # Compute dtypes a DA-Flow row may run in (reduced ones under autocast, weights stay float32).
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("float32", *REDUCED_DTYPES)
 # The fixed window of the numerics check: 3 frames of this size (height, width), or the case's size
 # where that is smaller; large enough that the backbone, the prior and refinement all take part.
 NUMERICS_SIZE = (192, 320)
@@ -395,8 +396,6 @@ def measure_case(spec: CaseSpec) -> CaseResult:
     # After the timing and the memory probe, so neither includes the check's two extra windows.
     numerics = None
     if spec.dtype != "float32" and hasattr(estimator, "estimate_as"):
-        from ..numerics import autocast_epe, fixed_window
-
         window = fixed_window(frames=estimator.window, height=min(spec.height, NUMERICS_SIZE[0]),
                               width=min(spec.width, NUMERICS_SIZE[1]))
         numerics = autocast_epe(estimator, dtype=spec.dtype, frames=window)
@@ -675,15 +674,14 @@ def device_name(device: str) -> str:
     return platform.processor() or platform.machine()
 
 
-def parse_dtypes(text: str) -> tuple[str, ...]:
-    """'float32,bfloat16' -> ('float32', 'bfloat16'); UsageError for an unknown or empty list."""
-    dtypes = tuple(dict.fromkeys(d.strip() for d in text.split(",") if d.strip()))
-    for dtype in dtypes:
-        if dtype not in DTYPES:
-            raise UsageError(f"bad dtype {dtype!r}: use a comma-separated list of {', '.join(DTYPES)}")
+def check_dtypes(dtypes: Sequence[str]) -> tuple[str, ...]:
+    """The DA-Flow rows' compute dtypes, de-duplicated; UsageError for an unknown or empty list."""
     if not dtypes:
-        raise UsageError(f"no dtypes given; use a comma-separated list of {', '.join(DTYPES)}")
-    return dtypes
+        raise UsageError(f"--dtypes is empty; choose from {', '.join(DTYPES)}")
+    unknown = [d for d in dtypes if d not in DTYPES]
+    if unknown:
+        raise UsageError(f"bad dtype {unknown[0]!r} for bench speed; choose from {', '.join(DTYPES)}")
+    return tuple(dict.fromkeys(dtypes))
 
 
 def _case_dtypes(model: str, device: str, dtypes: tuple[str, ...] | None = None) -> tuple[str, ...]:
@@ -709,7 +707,7 @@ def run_speed(job: SpeedJob, *, progress: Callable[[int, int], None] | None = No
     if job.repeats < 1 or job.warmup < 0 or job.iters < 1:
         raise UsageError("--repeats and --iters must be at least 1, --warmup at least 0")
     if job.dtypes is not None:
-        parse_dtypes(",".join(job.dtypes))
+        check_dtypes(job.dtypes)
     if job.reuse_frames != 0 and job.reuse_frames < 3:
         raise UsageError(f"--reuse-frames must be 0 (off) or at least 3, got {job.reuse_frames}")
     t0 = time.perf_counter()

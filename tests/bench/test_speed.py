@@ -27,14 +27,21 @@ from daflow_vfx.errors import UsageError
 TINY = ["--repeats", "1", "--warmup", "1", "--iters", "2", "--threads", "1"]
 
 
-def table_rows(text: str) -> dict[tuple[str, str], list[str]]:
-    """{(model, size): cells} for the rows of the speed table (header and separator dropped)."""
+def table_rows(text: str, key: tuple[int, int] = (0, 2)) -> dict[tuple[str, str], list[str]]:
+    """{(cells[key[0]], cells[key[1]]): cells} for the rows of the speed table, (model, size) by default
+    (header and separator dropped)."""
     rows = {}
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if line.startswith("| ") and len(cells) == 11 and cells[0] != "model":
-            rows[(cells[0], cells[2])] = cells
+            rows[(cells[key[0]], cells[key[1]])] = cells
     return rows
+
+
+def quick_job(**kw) -> SpeedJob:
+    """A SpeedJob that runs in this process, once, on one thread, without the reuse measurement or a file."""
+    defaults = dict(repeats=1, warmup=0, threads=1, isolate=False, reuse_frames=0, output=None)
+    return SpeedJob(**{**defaults, **kw})
 
 
 def test_parse_sizes():
@@ -105,15 +112,9 @@ def test_bad_option_is_a_clean_one_line_error(tmp_path, option, value, message):
 
 
 def test_unavailable_torchvision_gives_rows_not_a_crash():
-    job = SpeedJob(
+    job = quick_job(
         models=("dis", "raft_small", "raft_large"),
         sizes=((160, 128),),
-        repeats=1,
-        warmup=0,
-        threads=1,
-        isolate=False,
-        reuse_frames=0,
-        output=None,
         torchvision_module="daflow_test_no_such_torchvision",
     )
     report = run_speed(job)
@@ -128,10 +129,8 @@ def test_unavailable_torchvision_gives_rows_not_a_crash():
 
 
 def test_daflow_full_is_skipped_on_cpu_at_real_sizes():
-    job = SpeedJob(
-        models=("daflow-full",), sizes=((960, 540),), repeats=1, isolate=False, reuse_frames=0, output=None
-    )
-    (row,) = run_speed(job).rows  # returns at once: the 2.35 B-parameter model is never built
+    # returns at once: the 2.35 B-parameter model is never built
+    (row,) = run_speed(quick_job(models=("daflow-full",), sizes=((960, 540),))).rows
     assert row.status == "skipped" and row.weights == "random weights"
     assert "skipped (" in format_table([row]) and "--full-on-cpu" in row.reason
 
@@ -150,17 +149,8 @@ def test_cuda_rows_time_the_fast_path_and_float32():
 
 
 def test_reduced_precision_rows_report_their_distance_from_float32():
-    job = SpeedJob(
-        models=("daflow-compact", "dis"),
-        sizes=((64, 48),),
-        repeats=1,
-        warmup=0,
-        iters=2,
-        threads=1,
-        isolate=False,
-        reuse_frames=0,
-        output=None,
-        dtypes=("float32", "bfloat16"),
+    job = quick_job(
+        models=("daflow-compact", "dis"), sizes=((64, 48),), iters=2, dtypes=("float32", "bfloat16")
     )
     report = run_speed(job)
     by = {(r.model, r.dtype): r for r in report.rows}
@@ -169,10 +159,7 @@ def test_reduced_precision_rows_report_their_distance_from_float32():
     # bf16 keeps 8 mantissa bits: the flow moves, a little (> 0 proves autocast really ran)
     assert 0 < low.epe_vs_float32 <= low.epe_max_vs_float32 < 1.0
     assert by[("daflow-compact", "float32")].epe_vs_float32 is None
-    cells = {}
-    for line in format_table(report.rows).splitlines()[2:]:
-        row = [c.strip() for c in line.strip().strip("|").split("|")]
-        cells[(row[0], row[3])] = row
+    cells = table_rows(format_table(report.rows), key=(0, 3))  # by (model, dtype)
     expected = f"{low.epe_vs_float32:.4f} ({low.epe_max_vs_float32:.3f})"
     assert cells[("daflow-compact", "bfloat16")][9] == expected
     assert cells[("daflow-compact", "float32")][9] == cells[("dis", "uint8")][9] == "-"
