@@ -214,7 +214,8 @@ class LiftedMMDiT(nn.Module):
 
 def logit_normal_timesteps(n: int, *, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
     """SD3's logit-normal training timestep density (mean 0, std 1), in (0, 1)."""
-    u = torch.randn(n, generator=generator, device="cpu").to(device)
+    u = torch.randn(n, generator=generator, device=generator.device if generator is not None else "cpu")
+    u = u.to(device)
     return torch.sigmoid(u)
 
 
