@@ -53,3 +53,33 @@ def average(weights: tuple[str, ...], output: str, model: str) -> None:
     from daflow_vfx.train.export import average_weights
 
     click.echo(average_weights(list(weights), output, model=model))
+
+
+@command.command("import")
+@click.argument("folder", type=click.Path())
+@click.option("--model", "models", multiple=True,
+              default=("daflow-compact-noprior", "daflow-compact-cnn-noprior"), show_default=True,
+              help="Registry variants whose shard sets to merge (repeatable).")
+@click.option("-o", "--output-dir", default=None,
+              help="Where the merged files go (default: the package's weights folder, under each "
+                   "variant's registry file name).")
+def import_run(folder: str, models: tuple[str, ...], output_dir: str | None) -> None:
+    """Merge a device run's weight shards (FOLDER = the files it returned) into float16 weights files.
+
+    Prints each file's sha256 for the registry. The variant's next device run continues from them.
+    """
+    from pathlib import Path
+
+    from daflow_vfx.model.weights import WEIGHTS_DIR, get_entry, read_metadata
+    from daflow_vfx.train.shards import merge_shards
+
+    for name in models:
+        entry = get_entry(name)
+        if entry.file is None:
+            raise click.UsageError(f"model {name!r} has no weights file in the registry")
+        stem = Path(entry.file).name.removesuffix(".safetensors")
+        out = Path(output_dir or WEIGHTS_DIR) / entry.file
+        digest = merge_shards(folder, stem, out, model=name)
+        meta = read_metadata(out)
+        click.echo(f"{name}: {out} sha256 {digest} (device runs {meta.get('device_runs', '?')}, "
+                   f"windows {meta.get('device_windows', '?')})")

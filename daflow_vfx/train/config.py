@@ -58,6 +58,9 @@ class TrainConfig:
     val_large_samples: int = 4
     checkpoint_minutes: float = 5.0
     init_weights: str | None = None
+    # init_weights are a DA-Flow model's and this model is its CNN-only twin: start from them with
+    # the diffusion branch cut off (model/branch_cut.py), so an ablation shares the model's history.
+    init_cut_branch: bool = False
     init_backbone: str | None = (
         None  # safetensors whose backbone.* keys start the backbone (e.g. a stage-1 run)
     )

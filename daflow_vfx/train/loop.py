@@ -73,6 +73,10 @@ def _load_init(model: DAFlow, cfg: TrainConfig, *, resuming: bool) -> None:
         return
     if cfg.init_weights:
         state = {k: v.float() for k, v in load_file(cfg.init_weights).items()}
+        if cfg.init_cut_branch:
+            from ..model.branch_cut import cut_diffusion_branch
+
+            state = cut_diffusion_branch(state, target=model, source=cfg.init_weights)
         load_state_strict(model, state, source=cfg.init_weights)
         log.info("initialised from %s", cfg.init_weights)
     if cfg.init_backbone:
