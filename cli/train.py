@@ -79,6 +79,7 @@ def import_run(folder: str, models: tuple[str, ...], output_dir: str | None) -> 
             raise click.UsageError(f"model {name!r} has no weights file in the registry")
         stem = Path(entry.file).name.removesuffix(".safetensors")
         out = Path(output_dir or WEIGHTS_DIR) / entry.file
+        out.parent.mkdir(parents=True, exist_ok=True)
         digest = merge_shards(folder, stem, out, model=name)
         meta = read_metadata(out)
         click.echo(f"{name}: {out} sha256 {digest} (device runs {meta.get('device_runs', '?')}, "

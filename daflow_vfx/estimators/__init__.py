@@ -96,6 +96,22 @@ _ENTRIES: dict[str, ModelEntry] = {
         window=3,
         weights_present=lambda: _shipped("daflow_compact_cnn.safetensors"),
     ),
+    "daflow-compact-noprior": ModelEntry(
+        name="daflow-compact-noprior",
+        description="DA-Flow compact predicting its own flow (no DIS prior): for large motion; GPU-trained",
+        factory="daflow_vfx.estimators.daflow:make_daflow_compact_noprior",
+        params=12_631_427,
+        window=3,
+        weights_present=lambda: _shipped("daflow_compact_noprior.safetensors"),
+    ),
+    "daflow-compact-cnn-noprior": ModelEntry(
+        name="daflow-compact-cnn-noprior",
+        description="ablation of daflow-compact-noprior without the diffusion branch (same GPU budget)",
+        factory="daflow_vfx.estimators.daflow:make_daflow_compact_cnn_noprior",
+        params=1_802_051,
+        window=3,
+        weights_present=lambda: _shipped("daflow_compact_cnn_noprior.safetensors"),
+    ),
     "daflow-full": ModelEntry(
         name="daflow-full",
         description="DA-Flow full (DiT4SR / SD3.5-medium dims); weights only from a local folder (--weights)",

@@ -478,5 +478,13 @@ def make_daflow_compact_cnn(**kw) -> DAFlowEstimator:
     return _make("daflow-compact-cnn", **kw)
 
 
+def make_daflow_compact_noprior(**kw) -> DAFlowEstimator:
+    return _make("daflow-compact-noprior", **kw)
+
+
+def make_daflow_compact_cnn_noprior(**kw) -> DAFlowEstimator:
+    return _make("daflow-compact-cnn-noprior", **kw)
+
+
 def make_daflow_full(**kw) -> DAFlowEstimator:
     return _make("daflow-full", **kw)

@@ -92,6 +92,27 @@ REGISTRY: dict[str, WeightsEntry] = {
         flow_init="dis",
         iters=4,  # evaluated as daflow-compact is
     ),
+    # Prior-free variants: the same networks predicting their own flow from zero, as RAFT and the
+    # DA-Flow paper do. DIS fails on large motion (40 to 190 px on flow-large) and costs about 0.3 s
+    # of host time per 1080p window; these are trained on a lent GPU by the prepared device run
+    # (tools/device/train.sh, configs/train_gpu_*.yaml), which starts from the DIS-refining weights above.
+    # Their files appear once a device run has returned and been committed.
+    "daflow-compact-noprior": WeightsEntry(
+        name="daflow-compact-noprior",
+        description="DA-Flow compact predicting its own flow (no DIS prior); GPU-trained",
+        factory=daflow_compact,
+        file="daflow_compact_noprior.safetensors",
+        sha256=None,
+        iters=12,
+    ),
+    "daflow-compact-cnn-noprior": WeightsEntry(
+        name="daflow-compact-cnn-noprior",
+        description="ablation: daflow-compact-noprior without the diffusion branch, same GPU budget",
+        factory=daflow_compact_cnn,
+        file="daflow_compact_cnn_noprior.safetensors",
+        sha256=None,
+        iters=12,
+    ),
     "daflow-full": WeightsEntry(
         name="daflow-full",
         description="DA-Flow full (DiT4SR / SD3.5-medium dims, ~2.2 B transformer); local weights only",

@@ -85,6 +85,8 @@ SHIPPED_CONFIGS = [
     ("train_compact_s6_crop384", "daflow-compact", False),
     ("train_compact_s7_crop384", "daflow-compact", False),
     ("train_compact_s8_static", "daflow-compact", False),
+    ("train_gpu_noprior", "daflow-compact-noprior", True),
+    ("train_gpu_cnn_noprior", "daflow-compact-cnn-noprior", False),
 ]
 
 
@@ -100,7 +102,10 @@ def test_shipped_configs_parse(name, model, stage1):
     from pathlib import Path
 
     cfg = TrainConfig.from_yaml(Path(__file__).parents[2] / "configs" / f"{name}.yaml")
-    assert cfg.model == model and (cfg.stage1.steps > 0) == stage1 and cfg.stage2.steps > 0
+    def runs(stage: StageConfig) -> bool:  # a stage runs for steps or for a time budget
+        return stage.steps > 0 or stage.minutes is not None
+
+    assert cfg.model == model and runs(cfg.stage1) == stage1 and runs(cfg.stage2)
 
 
 @pytest.mark.slow
