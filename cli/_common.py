@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import click
@@ -21,12 +23,54 @@ DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N."
 
 
 class DaflowClickError(click.ClickException):
-    """A :class:`DaflowError` shown as one line (``Error: ...``) with the error's exit code."""
+    """A :class:`DaflowError` shown as one line (``Error: ...``) with the error's exit code.
 
-    def __init__(self, error: DaflowError) -> None:
+    ``flags`` maps parameter names to what the user typed (:func:`option_flags`): each parameter the
+    library marks in its message (`` `tile_pad` ``) is shown as its flag (``--tile-pad``).
+    """
+
+    def __init__(self, error: DaflowError, flags: Mapping[str, str] | None = None) -> None:
         # one line, whatever the message holds: farm logs and wrappers read the last line
-        super().__init__(" ".join(str(error).split()) or type(error).__name__)
+        message = " ".join(str(error).split()) or type(error).__name__
+        super().__init__(_with_flags(message, error.params, flags or {}))
         self.exit_code = error.exit_code
+
+
+_MARKED = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
+
+
+def _with_flags(message: str, params: tuple[str, ...], flags: Mapping[str, str]) -> str:
+    """Swap each marked parameter name for its flag; a marked parameter with no flag here loses its marks."""
+
+    def swap(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in flags:
+            return flags[name]
+        return name if name in params else match.group(0)
+
+    return _MARKED.sub(swap, message)
+
+
+def option_flags(command: click.Command | None) -> dict[str, str]:
+    """Parameter name -> how the command line spells it: ``tile_pad`` -> ``--tile-pad``, ``interpolation``
+    -> ``--filter`` (the option's own name), ``fps`` -> ``--fps`` (its flag, whatever the option's name),
+    ``image1`` -> ``IMAGE1``. A group's subcommands all count: the error does not say which one raised it."""
+    flags: dict[str, str] = {}
+    pending = [command] if command is not None else []
+    while pending:
+        current = pending.pop()
+        if isinstance(current, click.Group):
+            pending.extend(current.commands.values())
+        for param in current.params:
+            if isinstance(param, click.Argument) and param.name:
+                flags.setdefault(param.name, param.human_readable_name)
+            elif isinstance(param, click.Option) and param.name:
+                long = [opt for opt in param.opts if opt.startswith("--")]
+                if long:
+                    flags.setdefault(param.name, long[0])
+                    for opt in long:
+                        flags.setdefault(opt[2:].replace("-", "_"), opt)
+    return flags
 
 
 class DaflowGroup(click.Group):
@@ -39,7 +83,9 @@ class DaflowGroup(click.Group):
         try:
             return super().invoke(ctx)
         except DaflowError as error:
-            raise DaflowClickError(error) from None
+            name = ctx.invoked_subcommand
+            command = self.get_command(ctx, name) if name else None
+            raise DaflowClickError(error, option_flags(command)) from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -134,17 +180,9 @@ def _option_keys(command: click.Command) -> dict[str, str]:
 
 def load_preset(path: str, command: click.Command) -> dict[str, Any]:
     """Read a YAML preset into ``{parameter name: value}``; :class:`ConfigError` for anything odd."""
-    import yaml
+    from daflow_vfx.yaml_io import read_yaml
 
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the preset ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{line}; fix the preset") from None
+    data = read_yaml(path, "preset")
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -182,19 +220,6 @@ def config_option(func: F) -> F:
 # options shared by several commands
 
 
-def weights_options(func: F) -> F:
-    """``--weights`` (local weights for a learned model) and ``--iters`` (refinement iterations)."""
-    func = click.option(
-        "--iters", type=click.IntRange(min=1), default=None,
-        help="Refinement iterations of a learned model (default 12); fewer is faster.",
-    )(func)
-    return click.option(
-        "--weights", default=None, metavar="PATH",
-        help="Local weights for --model: a .safetensors file (or the daflow-full folder with "
-        "transformer/, vae/, flow/). Nothing is ever downloaded.",
-    )(func)
-
-
 def model_option(func: F) -> F:
     from daflow_vfx.estimators import model_names, resolve_default_model
 
@@ -209,11 +234,57 @@ def device_option(func: F) -> F:
     return click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)(func)
 
 
-def dtype_option(func: F) -> F:
-    from daflow_vfx.engine import DTYPES
+def engine_options(func: F) -> F:
+    """The options of every command that computes flow, given to the command as one ``engine`` argument
+    (a :class:`~daflow_vfx.jobs.options.EngineOptions`): ``--model --weights --iters --device --dtype
+    --tile --tile-pad --max-memory --threads --compile``. Each option is named after its field, so a
+    library error naming the field shows as the flag."""
+    from daflow_vfx.numerics import DTYPES
 
-    return click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
-                        help="Compute precision of learned models (classical ones use float32).")(func)
+    @functools.wraps(func)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        from dataclasses import fields
+
+        from daflow_vfx.jobs.options import EngineOptions
+
+        engine = EngineOptions(**{f.name: kwargs.pop(f.name) for f in fields(EngineOptions)})
+        return func(*args, engine=engine, **kwargs)
+
+    options = (
+        model_option,
+        click.option(
+            "--weights", default=None, metavar="PATH",
+            help="Local weights for --model: a .safetensors file (or the daflow-full folder with "
+            "transformer/, vae/, flow/). Nothing is ever downloaded.",
+        ),
+        click.option(
+            "--iters", type=click.IntRange(min=1), default=None,
+            help="Refinement iterations of a learned model (default 12); fewer is faster.",
+        ),
+        device_option,
+        click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
+                     help="Compute precision of learned models (classical ones use float32)."),
+        click.option("--tile", type=click.IntRange(min=16), default=None,
+                     help="Split frames larger than this many pixels into overlapping tiles."),
+        click.option("--tile-pad", type=click.IntRange(min=0), default=32, show_default=True,
+                     help="Overlap in pixels around each tile, blended with feathering."),
+        click.option(
+            "--max-memory", default=None, metavar="SIZE",
+            help="Memory budget of the estimator (GPU memory on CUDA), e.g. 8G or 512M: frames that would "
+            "not fit are tiled automatically.",
+        ),
+        click.option(
+            "--threads", type=click.IntRange(min=1), default=None, metavar="N",
+            help="CPU threads for torch and OpenCV while computing (default: their own setting).",
+        ),
+        click.option(
+            "--compile", is_flag=True, default=False,
+            help="torch.compile the network of a learned model (the first frames of each size are slow).",
+        ),
+    )
+    for option in reversed(options):  # click lists options in decorator order, top first
+        command = option(command)
+    return command  # type: ignore[return-value]
 
 
 def colorspace_option(func: F) -> F:
@@ -227,6 +298,16 @@ def colorspace_option(func: F) -> F:
 
 def layer_option(func: F) -> F:
     return click.option("--layer", default=None, help="EXR layer to read, e.g. diffuse (default: RGB).")(func)
+
+
+def start_frame_option(func: F) -> F:
+    return click.option("--start-frame", type=int, default=1, show_default=True,
+                        help="Plate frame number of a video's first frame.")(func)
+
+
+def plate_options(func: F) -> F:
+    """How a plate is read: ``--input-colorspace``, ``--layer`` and ``--start-frame``."""
+    return colorspace_option(layer_option(start_frame_option(func)))
 
 
 def layout_option(default: str = "nuke") -> Callable[[F], F]:
@@ -246,27 +327,3 @@ def exr_options(func: F) -> F:
                         help="Write float32 channels instead of half.")(func)
     return click.option("--compression", type=click.Choice(LOSSLESS_COMPRESSIONS), default="zip",
                         show_default=True, help="Lossless EXR compression.")(func)
-
-
-def tile_options(func: F) -> F:
-    func = click.option("--tile-pad", type=click.IntRange(min=0), default=32, show_default=True,
-                        help="Overlap in pixels around each tile, blended with feathering.")(func)
-    return click.option("--tile", type=click.IntRange(min=16), default=None,
-                        help="Split frames larger than this many pixels into overlapping tiles.")(func)
-
-
-def performance_options(func: F) -> F:
-    """``--max-memory`` (tile frames that would not fit), ``--threads`` and ``--compile``."""
-    func = click.option(
-        "--compile", "compile_model", is_flag=True, default=False,
-        help="torch.compile the network of a learned model (the first frames of each size are slow).",
-    )(func)
-    func = click.option(
-        "--threads", type=click.IntRange(min=1), default=None, metavar="N",
-        help="CPU threads for torch and OpenCV while computing (default: their own setting).",
-    )(func)
-    return click.option(
-        "--max-memory", default=None, metavar="SIZE",
-        help="Memory budget of the estimator (GPU memory on CUDA), e.g. 8G or 512M: frames that would "
-        "not fit are tiled automatically.",
-    )(func)

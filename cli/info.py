@@ -6,17 +6,18 @@ import json
 
 import click
 
+from daflow_vfx.cli._common import start_frame_option
+
 
 @click.command("info")
 @click.argument("input_path", metavar="INPUT")
 @click.option("--layer", default=None, help="EXR layer to inspect (default: RGB).")
-@click.option("--start-frame", type=int, default=1, show_default=True,
-              help="Plate frame number of a video's first frame.")
+@start_frame_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def command(input_path: str, layer: str | None, start_frame: int, as_json: bool) -> None:
     """Describe the plate INPUT: frames, size, channels and colour-space guess."""
-    from daflow_vfx.engine import plate_summary
     from daflow_vfx.frames import format_frame_spec
+    from daflow_vfx.jobs.info import plate_summary
 
     summary = plate_summary(input_path, layer=layer, start_frame=start_frame)
     info = summary.info

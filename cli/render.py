@@ -6,18 +6,13 @@ import click
 
 from daflow_vfx.cli._common import (
     ProgressPrinter,
-    colorspace_option,
     config_option,
-    device_option,
-    dtype_option,
+    engine_options,
     exr_options,
-    layer_option,
     layout_option,
-    model_option,
-    performance_options,
-    tile_options,
-    weights_options,
+    plate_options,
 )
+from daflow_vfx.jobs.options import EngineOptions
 
 
 @click.command("render")
@@ -27,38 +22,25 @@ from daflow_vfx.cli._common import (
 @click.option("--frames", default=None, metavar="SPEC",
               help="Frames to render in Deadline syntax: 1001-1100, 1-100x5, 1,5,10-20 (default: all).")
 @layout_option()
-@model_option
-@weights_options
-@device_option
-@dtype_option
-@colorspace_option
-@layer_option
-@click.option("--start-frame", type=int, default=1, show_default=True,
-              help="Plate frame number of a video's first frame.")
+@engine_options
+@plate_options
 @exr_options
 @click.option("--skip-existing", is_flag=True, default=False,
               help="Leave complete outputs alone (truncated or unreadable ones are redone).")
 @click.option("--allow-gaps", is_flag=True, default=False,
               help="Hold the last frame over missing frames instead of failing.")
-@tile_options
-@performance_options
 @config_option
-def command(input_path: str, output: str, frames: str | None, layout: str, model: str, device: str,
-            dtype: str, input_colorspace: str, layer: str | None, start_frame: int, compression: str,
-            float32: bool, skip_existing: bool, allow_gaps: bool, tile: int | None, tile_pad: int,
-            weights: str | None = None, iters: int | None = None, max_memory: str | None = None,
-            threads: int | None = None, compile_model: bool = False) -> None:
+def command(input_path: str, output: str, frames: str | None, layout: str, engine: EngineOptions,
+            input_colorspace: str, layer: str | None, start_frame: int, compression: str, float32: bool,
+            skip_existing: bool, allow_gaps: bool) -> None:
     """Render motion-vector EXRs for INPUT (image sequence such as plate.####.exr, image or video)."""
-    from daflow_vfx.engine import RenderJob, render
     from daflow_vfx.frames import format_frame_spec
+    from daflow_vfx.jobs.render import RenderJob, render
 
     job = RenderJob(
-        weights=weights, iters=iters,
-        input=input_path, output=output, frames=frames, layout=layout, model=model, device=device,
-        dtype=dtype, input_colorspace=input_colorspace, layer=layer, start_frame=start_frame,
-        compression=compression, half=not float32, skip_existing=skip_existing, allow_gaps=allow_gaps,
-        tile=tile, tile_pad=tile_pad,
-        max_memory=max_memory, threads=threads, compile=compile_model,
+        input=input_path, output=output, frames=frames, layout=layout, input_colorspace=input_colorspace,
+        layer=layer, start_frame=start_frame, compression=compression, half=not float32,
+        skip_existing=skip_existing, allow_gaps=allow_gaps, engine=engine,
     )
     with ProgressPrinter("frame") as progress:
         report = render(job, progress=progress)

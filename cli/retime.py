@@ -4,18 +4,8 @@ from __future__ import annotations
 
 import click
 
-from daflow_vfx.cli._common import (
-    ProgressPrinter,
-    colorspace_option,
-    config_option,
-    device_option,
-    dtype_option,
-    exr_options,
-    layer_option,
-    model_option,
-    tile_options,
-    weights_options,
-)
+from daflow_vfx.cli._common import ProgressPrinter, config_option, engine_options, exr_options, plate_options
+from daflow_vfx.jobs.options import EngineOptions
 
 
 @click.command("retime")
@@ -44,40 +34,29 @@ from daflow_vfx.cli._common import (
               help="Scene cuts: auto (detect), none, or the first frames of new shots (e.g. 1025,1090).")
 @click.option("--vectors", default=None, metavar="PATTERN",
               help="Reuse motion-vector EXRs from `daflow-vfx render` (e.g. vectors/sh010.####.exr).")
-@model_option
-@weights_options
-@device_option
-@dtype_option
+@engine_options
 @click.option("--frames", default=None, metavar="SPEC",
               help="Output frames to write, Deadline syntax (image sequences only; default: all).")
-@colorspace_option
-@layer_option
-@click.option("--start-frame", type=int, default=1, show_default=True,
-              help="Plate frame number of a video's first frame.")
+@plate_options
 @exr_options
-@tile_options
 @config_option
 def command(input_path: str, output: str, speed: float | None, rate: str | None, curve: str | None,
             phase: float | None, method: str, splat: str, shutter: float, shutter_samples: int, cuts: str,
-            vectors: str | None, model: str, device: str, dtype: str, frames: str | None,
-            input_colorspace: str, layer: str | None, start_frame: int, compression: str, float32: bool,
-            tile: int | None, tile_pad: int,
-            weights: str | None = None, iters: int | None = None) -> None:
+            vectors: str | None, engine: EngineOptions, frames: str | None, input_colorspace: str,
+            layer: str | None, start_frame: int, compression: str, float32: bool) -> None:
     """Retime INPUT (image sequence, image or video): slow motion, speed-ups, fps conversion, curves.
 
     EXR output keeps the plate's values (linear in, linear out); a JSON sidecar OUTPUT.retime.json
     records which source time, method and cut flag made each output frame. Speed and fps outputs are
     numbered from the plate's first frame; curve outputs as keyed.
     """
-    from daflow_vfx.vfx.retiming import RetimeJob, run_retime
+    from daflow_vfx.jobs.retime import RetimeJob, run_retime
 
     job = RetimeJob(
-        weights=weights, iters=iters,
         input=input_path, output=output, speed=speed, fps=rate, curve=curve, phase=phase, method=method,
         splat=splat, shutter=shutter, shutter_samples=shutter_samples, cuts=cuts, vectors=vectors,
-        model=model, device=device, dtype=dtype, frames=frames, input_colorspace=input_colorspace,
-        layer=layer, start_frame=start_frame, half=not float32, compression=compression, tile=tile,
-        tile_pad=tile_pad,
+        frames=frames, input_colorspace=input_colorspace, layer=layer, start_frame=start_frame,
+        half=not float32, compression=compression, engine=engine,
     )
     with ProgressPrinter("frame") as progress:
         report = run_retime(job, progress=progress)

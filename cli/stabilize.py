@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import click
 
-from daflow_vfx.cli._common import (
-    ProgressPrinter,
-    colorspace_option,
-    config_option,
-    device_option,
-    dtype_option,
-    exr_options,
-    layer_option,
-    model_option,
-    tile_options,
-    weights_options,
-)
-from daflow_vfx.vfx.stabilization import FILLS, FITS, INTERPOLATIONS, METHODS, MODES
+from daflow_vfx.cli._common import ProgressPrinter, config_option, engine_options, exr_options, plate_options
+from daflow_vfx.jobs.options import EngineOptions
+from daflow_vfx.vfx.camera_motion import FITS, MODES
+from daflow_vfx.vfx.stabilization import FILLS, INTERPOLATIONS, METHODS
 
 
 @click.command("stabilize")
@@ -58,38 +49,27 @@ from daflow_vfx.vfx.stabilization import FILLS, FITS, INTERPOLATIONS, METHODS, M
               help="Reuse motion-vector EXRs rendered by `daflow-vfx render` instead of computing flow.")
 @click.option("--frames", default=None, metavar="SPEC",
               help="A contiguous frame range such as 1001-1100 (default: the whole plate).")
-@model_option
-@weights_options
-@device_option
-@dtype_option
-@colorspace_option
-@layer_option
-@click.option("--start-frame", type=int, default=1, show_default=True,
-              help="Plate frame number of a video's first frame.")
+@engine_options
+@plate_options
 @exr_options
-@tile_options
 @config_option
 def command(input_path: str, output: str, mode: str, fit: str, method: str, smooth: float, lock: bool,
             strength: float, crop: str, margin: float, fill: str, interpolation: str, fps: float | None,
             stmap: str | None, nk: str | None, json_path: str | None, vectors: str | None,
-            frames: str | None, model: str, device: str, dtype: str, input_colorspace: str,
-            layer: str | None, start_frame: int, compression: str, float32: bool, tile: int | None,
-            tile_pad: int,
-            weights: str | None = None, iters: int | None = None) -> None:
+            frames: str | None, engine: EngineOptions, input_colorspace: str, layer: str | None,
+            start_frame: int, compression: str, float32: bool) -> None:
     """Stabilize INPUT (image sequence such as plate.####.exr, or video) using its optical flow."""
     from daflow_vfx.frames import format_frame_spec
-    from daflow_vfx.vfx.stabilization import StabilizeJob, StabilizeSettings, parse_crop, run_stabilize
+    from daflow_vfx.jobs.stabilize import StabilizeJob, run_stabilize
+    from daflow_vfx.vfx.stabilization import StabilizeSettings, parse_crop
 
     settings = StabilizeSettings(mode=mode, fit=fit, method=method, smooth=smooth, fps=fps or 24.0, lock=lock,
                                  strength=strength, crop=parse_crop(crop), fill=fill, margin=margin,
                                  interpolation=interpolation)
     job = StabilizeJob(
-        weights=weights, iters=iters,
         input=input_path, output=output, settings=settings, fps=fps, frames=frames, vectors=vectors,
-        stmap=stmap, nk=nk, json_path=json_path, model=model, device=device, dtype=dtype, tile=tile,
-        tile_pad=tile_pad,
-        input_colorspace=input_colorspace, layer=layer, start_frame=start_frame, half=not float32,
-        compression=compression,
+        stmap=stmap, nk=nk, json_path=json_path, input_colorspace=input_colorspace, layer=layer,
+        start_frame=start_frame, half=not float32, compression=compression, engine=engine,
     )
     with ProgressPrinter("frame") as progress:
         report = run_stabilize(job, progress=progress)

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from daflow_vfx.engine import RenderJob, RenderReport, render
+from daflow_vfx.jobs.options import EngineOptions
+from daflow_vfx.jobs.render import RenderJob, RenderReport, render
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +209,8 @@ def write_demo_plate(output_dir: str, *, frames: int = 24, width: int = 320, hei
 
 def run_demo(job: DemoJob, *, progress: Callable[[int, int], None] | None = None) -> DemoReport:
     """Generate the demo plate under ``job.output_dir`` and render its vectors into ``vectors/``."""
-    from daflow_vfx.engine import prepare_output_folder
     from daflow_vfx.frames import SequencePattern
+    from daflow_vfx.io import prepare_output_folder
     from daflow_vfx.io.exr import read_motion_exr
     from daflow_vfx.io.flo import read_flo
 
@@ -217,7 +218,8 @@ def run_demo(job: DemoJob, *, progress: Callable[[int, int], None] | None = None
     plate, video, gt = write_demo_plate(job.output_dir, frames=job.frames, width=job.width, height=job.height,
                                         seed=job.seed)
     vectors = os.path.join(job.output_dir, "vectors", "demo.####.exr")
-    job_render = RenderJob(input=plate, output=vectors, layout=job.layout, model=job.model, device=job.device)
+    job_render = RenderJob(input=plate, output=vectors, layout=job.layout,
+                           engine=EngineOptions(model=job.model, device=job.device))
     report = render(job_render, progress=progress)
     errors = []
     gt_files, vector_files = SequencePattern.parse(gt), SequencePattern.parse(vectors)

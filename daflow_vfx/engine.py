@@ -1,4 +1,4 @@
-"""Run a flow estimator over a plate: windows, padding, tiling, memory, devices, threads, the render job.
+"""Run a flow estimator over a plate: windows, padding, tiling, memory and threads.
 
 Windows are anchored to absolute frame numbers. With a window of F frames (step S = F - 1 pairs),
 the pair (n, n+1) belongs to the window that starts at ``a = n - (n mod S)`` and holds frames
@@ -12,27 +12,29 @@ does not fit, picks the largest tile that does and uses the overlapping, feather
 CUDA out-of-memory error during a window retries that window in tiles, halving the tile until it
 fits (or a clean :class:`DeviceError` at the smallest tile).
 
-Nothing heavy is imported at module level: torch only when a device has to be resolved, the I/O
-modules only when a job touches files.
+Devices, dtypes, memory sizes and thread limits are in :mod:`daflow_vfx.devices`; what a command does
+with the engine (files in, files out) is in :mod:`daflow_vfx.jobs`. Nothing heavy is imported at module
+level: torch only when a device has to be resolved.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import gc
 import logging
 import math
-import os
-import re
-import sys
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from daflow_vfx.devices import (
+    check_engine_settings,
+    device_for_model,
+    format_memory_size,
+    is_out_of_memory,
+    release_device_memory,
+    resolve_device,
+    thread_limit,
+)
 from daflow_vfx.errors import (
     DeviceError,
     FrameSizeError,
@@ -40,172 +42,18 @@ from daflow_vfx.errors import (
     SequenceTooShortError,
     UsageError,
 )
-from daflow_vfx.estimators import (
-    DEFAULT_MODEL,
-    FlowEstimator,
-    WindowFlows,
-    load_estimator,
-    model_is_cpu_only,
-    model_window,
-)
-from daflow_vfx.io import prepare_output_folder
+from daflow_vfx.estimators import DEFAULT_MODEL, FlowEstimator, WindowFlows, load_estimator
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "DTYPES",
+    "MIN_TILE",
     "FlowEngine",
-    "FlowJob",
-    "FlowReport",
     "FrameFlows",
-    "PlateSummary",
-    "RenderJob",
-    "RenderReport",
     "estimate_flow",
-    "flow_pair",
-    "format_memory_size",
-    "parse_memory_size",
-    "plate_summary",
-    "render",
-    "device_for_model",
-    "resolve_device",
+    "plan_windows",
     "window_anchor",
 ]
-
-DTYPES = ("float32", "float16", "bfloat16")
-
-Progress = Callable[[int, int], None]
-
-
-# --------------------------------------------------------------------------------------------------
-# devices and dtypes
-
-
-def _cuda_device_count() -> int:
-    try:
-        import torch
-    except ImportError:  # classical estimators run without torch
-        return 0
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-def resolve_device(device: str | None) -> str:
-    """``auto`` -> ``cuda`` when a GPU is present else ``cpu``; validates ``cpu``, ``cuda``, ``cuda:N``."""
-    name = (device or "auto").strip().lower()
-    if name == "auto":
-        return "cuda" if _cuda_device_count() > 0 else "cpu"
-    if name == "cpu":
-        return "cpu"
-    match = re.fullmatch(r"cuda(?::(\d+))?", name)
-    if match is None:
-        raise DeviceError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
-    count = _cuda_device_count()
-    if count == 0:
-        raise DeviceError(f"device {device!r} asked for, but no CUDA GPU is available here; "
-                          "use --device cpu (or auto), or install a CUDA build of torch")
-    index = int(match.group(1) or 0)
-    if index >= count:
-        raise DeviceError(f"device {device!r} does not exist: {count} CUDA device(s) here, "
-                          f"cuda:0 to cuda:{count - 1}")
-    return name
-
-
-def device_for_model(model: str, device: str | None) -> str:
-    """:func:`resolve_device`, except that ``auto`` is ``cpu`` for CPU-only (classical) models: they
-    never use a GPU, and asking torch whether one exists costs seconds of import time."""
-    if (device or "auto").strip().lower() == "auto" and model_is_cpu_only(model):
-        return "cpu"
-    return resolve_device(device)
-
-
-def check_dtype(dtype: str) -> str:
-    if dtype not in DTYPES:
-        raise UsageError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    return dtype
-
-
-# --------------------------------------------------------------------------------------------------
-# memory sizes and threads
-
-_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-_SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([KMGT]?)(?:I?B)?", re.IGNORECASE)
-
-
-def parse_memory_size(value: int | str | None, *, option: str = "--max-memory") -> int | None:
-    """``8G``, ``512M``, ``1.5G``, ``8GB``, ``8GiB`` or plain bytes -> bytes (units are powers of 1024);
-    None stays None. Anything else, or a size under 1 MiB, is a :class:`UsageError`."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise UsageError(f"{option}: expected a size such as 8G or 512M, got {value!r}")
-    if isinstance(value, int | float):
-        size = int(value)
-    else:
-        match = _SIZE.fullmatch(str(value).strip())
-        if match is None:
-            raise UsageError(f"{option}: cannot read {value!r} as a size; use bytes or a number with K, M, G "
-                             "or T (powers of 1024), e.g. 8G or 512M")
-        size = int(float(match.group(1)) * _UNITS[match.group(2).upper()])
-    if size < 2**20:
-        raise UsageError(f"{option}: {value!r} is under 1 MiB, too little for any frame; e.g. 8G or 512M")
-    return size
-
-
-def format_memory_size(size: int) -> str:
-    """Bytes for messages: ``1.5 GiB``, ``512 MiB``."""
-    if size >= 2**30:
-        return f"{size / 2**30:.1f} GiB"
-    return f"{size / 2**20:.0f} MiB"
-
-
-@contextlib.contextmanager
-def thread_limit(threads: int | None) -> Iterator[None]:
-    """Run the body with ``threads`` CPU threads in torch and OpenCV, restoring both afterwards.
-
-    Only libraries already loaded are touched: a classical estimator never imports torch for this,
-    and a DA-Flow run never imports OpenCV. None leaves everything as it is.
-    """
-    if threads is None:
-        yield
-        return
-    torch = sys.modules.get("torch")
-    cv2 = sys.modules.get("cv2")
-    saved_torch = torch.get_num_threads() if torch is not None else None
-    saved_cv2 = cv2.getNumThreads() if cv2 is not None else None
-    try:
-        if torch is not None:
-            torch.set_num_threads(threads)
-        if cv2 is not None:
-            cv2.setNumThreads(threads)
-        yield
-    finally:
-        if torch is not None and saved_torch is not None:
-            torch.set_num_threads(saved_torch)
-        if cv2 is not None and saved_cv2 is not None:
-            cv2.setNumThreads(saved_cv2)
-
-
-# --------------------------------------------------------------------------------------------------
-# out-of-memory errors
-
-_OOM_MARKERS = ("out of memory", "cudnn_status_alloc_failed", "cublas_status_alloc_failed")
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    """True for a CUDA out-of-memory error: ``torch.cuda.OutOfMemoryError``, or a RuntimeError saying
-    so (older torch, cuDNN and cuBLAS allocation failures)."""
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(error, torch.cuda.OutOfMemoryError):
-        return True
-    return isinstance(error, RuntimeError) and any(m in str(error).lower() for m in _OOM_MARKERS)
-
-
-def _release_device_memory() -> None:
-    """After an out-of-memory error: drop the failed window's tensors and return cached GPU blocks."""
-    gc.collect()  # the failed call's frames may sit in reference cycles
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -335,14 +183,9 @@ class FlowEngine:
         compile: bool = False,
     ) -> None:
         self.device = resolve_device(device)
-        self.dtype = check_dtype(dtype)
-        if tile is not None and int(tile) < 1:
-            raise UsageError(f"--tile must be a positive number of pixels, got {tile}")
-        if int(tile_pad) < 0:
-            raise UsageError(f"--tile-pad must be zero or more pixels, got {tile_pad}")
-        if threads is not None and int(threads) < 1:
-            raise UsageError(f"--threads must be 1 or more, got {threads}")
-        self.max_memory = parse_memory_size(max_memory)
+        self.max_memory = check_engine_settings(dtype=dtype, tile=tile, tile_pad=tile_pad, threads=threads,
+                                                max_memory=max_memory)
+        self.dtype = dtype
         self.threads = None if threads is None else int(threads)
         if isinstance(estimator, str):
             estimator = load_estimator(estimator, device=self.device, dtype=self.dtype, weights=weights,
@@ -411,9 +254,10 @@ class FlowEngine:
                          height, format_memory_size(first), format_memory_size(self.max_memory), tile)
                 return tile
         smallest = self._needs(frames, height, width, self._min_tile) or 0
-        raise UsageError(f"--max-memory {format_memory_size(self.max_memory)} is too little for {name} on "
+        raise UsageError(f"`max_memory` {format_memory_size(self.max_memory)} is too little for {name} on "
                          f"{width}x{height} frames: even {self._min_tile}-px tiles need about "
-                         f"{format_memory_size(smallest + self.max_memory - budget)}; raise --max-memory")
+                         f"{format_memory_size(smallest + self.max_memory - budget)}; raise `max_memory`",
+                         param="max_memory")
 
     # -- one window -------------------------------------------------------------------------------
 
@@ -438,7 +282,7 @@ class FlowEngine:
                         raise
                     failed = tile
                 # outside the except block, so the failed call's tensors are unreferenced
-                _release_device_memory()
+                release_device_memory()
                 tile = self._after_out_of_memory(failed, count, h, w, label)
 
     def _after_out_of_memory(self, failed: int | None, count: int, h: int, w: int, label: str | None) -> int:
@@ -449,8 +293,9 @@ class FlowEngine:
         smaller = max(current // 2, self._min_tile)
         if current <= self._min_tile:
             raise DeviceError(f"{where}: out of memory on {device} even in {current}-px tiles; give "
-                              "--max-memory (the memory free on the device) or a smaller --tile, free the "
-                              "device of other work, or use --dtype bfloat16")
+                              "`max_memory` (the memory free on the device) or a smaller `tile`, free the "
+                              "device of other work, or use `dtype` bfloat16",
+                              param=("max_memory", "tile", "dtype"))
         log.warning("%s: out of memory on %s; retrying in %d-px tiles", where, device, smaller)
         self._tiles[(count, h, w)] = smaller
         return smaller
@@ -586,12 +431,10 @@ def _index(array: np.ndarray | None, i: int) -> np.ndarray | None:
 # one pair, from Python
 
 
-
-
 def _as_display_frame(image: np.ndarray, name: str) -> np.ndarray:
     array = np.asarray(image)
     if array.ndim != 3 or array.shape[-1] != 3:
-        raise UsageError(f"{name} must be an RGB array [H, W, 3], got shape {array.shape}")
+        raise UsageError(f"`{name}` must be an RGB array [H, W, 3], got shape {array.shape}", param=name)
     if np.issubdtype(array.dtype, np.integer):
         # integer pixels: scale by the type's own range so uint8 and uint16 both land in [0, 1]
         return array.astype(np.float32) / np.float32(np.iinfo(array.dtype).max)
@@ -615,351 +458,8 @@ def estimate_flow(
     a = _as_display_frame(frame1, "frame1")
     b = _as_display_frame(frame2, "frame2")
     if a.shape != b.shape:
-        raise UsageError(f"frame1 is {a.shape[1]}x{a.shape[0]} but frame2 is {b.shape[1]}x{b.shape[0]}; "
-                         "pass two frames of the same size")
+        raise UsageError(f"`frame1` is {a.shape[1]}x{a.shape[0]} but `frame2` is {b.shape[1]}x{b.shape[0]}; "
+                         "pass two frames of the same size", param=("frame1", "frame2"))
     resolved = device_for_model(model, device)
     # No module-level cache of loaded models (no global state): for many pairs, keep a FlowEngine.
     return FlowEngine(model, device=resolved).estimate_pair(a, b)
-
-
-# --------------------------------------------------------------------------------------------------
-# jobs: what the CLI commands run
-
-
-@dataclass(frozen=True, kw_only=True)
-class RenderJob:
-    """Everything `daflow-vfx render` needs; the CLI fills it from options and presets."""
-
-    input: str
-    output: str  # pattern with a frame token, e.g. vectors/sh010.####.exr
-    frames: str | None = None  # Deadline frame spec; None = the whole plate
-    layout: str = "nuke"
-    model: str = DEFAULT_MODEL
-    device: str = "auto"
-    dtype: str = "float32"
-    input_colorspace: str = "auto"
-    layer: str | None = None
-    start_frame: int = 1
-    compression: str = "zip"
-    half: bool = True  # False = float32 channels (--float)
-    skip_existing: bool = False
-    allow_gaps: bool = False
-    tile: int | None = None
-    tile_pad: int = 32
-    weights: str | None = None
-    iters: int | None = None
-    max_memory: int | str | None = None  # bytes or "8G"; frames that do not fit are tiled
-    threads: int | None = None  # torch / OpenCV CPU threads while computing; None leaves them
-    compile: bool = False  # torch.compile the network (learned models)
-
-
-@dataclass(kw_only=True)
-class RenderReport:
-    output: str
-    frames: list[int]  # frames asked for
-    written: list[int] = field(default_factory=list)
-    skipped: list[int] = field(default_factory=list)  # complete outputs left alone (--skip-existing)
-    bad_pixels: int = 0  # NaN/Inf/negative pixels sanitised in the frames read
-    estimator: str = ""
-    estimator_version: str = ""
-    device: str = ""
-    colorspace: str = ""
-    seconds: float = 0.0
-
-
-def _output_pattern(output: str):
-    from daflow_vfx.frames import SequencePattern
-
-    pattern = SequencePattern.parse(output)
-    if pattern is None:
-        raise UsageError(f"output {output!r} has no frame token; use a pattern such as vectors/shot.####.exr")
-    if not pattern.suffix.lower().endswith(".exr"):
-        raise UsageError(f"output {output!r} must end in .exr; motion vectors are written as OpenEXR")
-    return pattern
-
-
-def _check_sequence_headers(path: str, info, frames: list[int], *, window: int) -> None:
-    """Read the header of every sequence file the job will touch, before any output is written.
-
-    A size change or an unreadable header mid-sequence would otherwise surface only when that frame
-    is reached, after earlier outputs were written. Headers cost a few hundred bytes each; pixels
-    that are truncated behind a valid header are still caught, later, by the reader.
-    """
-    if info.kind != "sequence" or len(info.frames) < 2:
-        return
-    from daflow_vfx.frames import SequencePattern
-    from daflow_vfx.io.sequence import read_image_header
-
-    pattern = SequencePattern.parse(path)
-    if pattern is None:
-        return
-    first, last = min(info.frames), max(info.frames)
-    held = set(info.missing)
-    needed = sorted({f for win in plan_windows(frames, first=first, last=last, window=window) for f in win})
-    for frame in needed:
-        if frame in held:
-            continue
-        header = read_image_header(pattern.path(frame))
-        if (header.width, header.height) != (info.width, info.height):
-            raise FrameSizeError(f"{pattern.path(frame)}: frame {frame} is {header.width}x{header.height} "
-                                 f"but frame {first} is {info.width}x{info.height}; reformat the plate to "
-                                 "one size")
-
-
-def _check_choice(value: str, choices: Iterable[str], what: str) -> str:
-    choices = tuple(choices)
-    if value not in choices:
-        raise UsageError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}")
-    return value
-
-
-class _ProgressCounter:
-    """Thread-safe done/total counter: the writer thread and the main thread both tick it."""
-
-    def __init__(self, total: int, callback: Progress | None) -> None:
-        self.total, self.done, self.callback = total, 0, callback
-        self._lock = threading.Lock()
-
-    def tick(self, count: int = 1) -> None:
-        with self._lock:
-            self.done += count
-            if self.callback is not None:
-                self.callback(self.done, self.total)
-
-
-def _close_quietly(writer) -> None:
-    """Close the writer after the main loop failed: its own error must not hide the first one."""
-    try:
-        writer.close()
-    except Exception as exc:  # the caller re-raises the original error
-        log.debug("writer error after an earlier failure: %s", exc)
-
-
-def render(job: RenderJob, *, progress: Progress | None = None) -> RenderReport:
-    """Render motion-vector EXRs for ``job``: the whole of `daflow-vfx render`.
-
-    Order matters for farm use: everything that can be refused (options, plate, frame list, output
-    folder) is checked before the estimator loads and before any frame is computed.
-    """
-    from daflow_vfx.color import COLORSPACES, resolve_colorspace, sanitize, to_display
-    from daflow_vfx.frames import format_frame_spec, parse_frame_spec
-    from daflow_vfx.io import open_plate
-    from daflow_vfx.io.exr import LAYOUTS, LOSSLESS_COMPRESSIONS, is_complete_exr, write_motion_exr
-    from daflow_vfx.io.threads import BackgroundWriter
-
-    started = time.perf_counter()
-    _check_choice(job.layout, LAYOUTS, "layout")
-    _check_choice(job.compression, LOSSLESS_COMPRESSIONS, "compression")
-    _check_choice(job.input_colorspace, COLORSPACES, "input colour space")
-    check_dtype(job.dtype)
-    max_memory = parse_memory_size(job.max_memory)
-    pattern = _output_pattern(job.output)
-    requested = parse_frame_spec(job.frames) if job.frames else None
-
-    opened = open_plate(job.input, layer=job.layer, start_frame=job.start_frame, allow_gaps=job.allow_gaps)
-    with opened as plate:
-        info = plate.info
-        first, last = info.require_span(needs="flow")
-        wanted = requested if requested is not None else list(range(first, last + 1))
-        outside = [f for f in wanted if not first <= f <= last]
-        if outside:
-            raise MissingFramesError(f"{job.input}: frames {format_frame_spec(outside)} are outside the "
-                                     f"plate's range {first}-{last}; fix --frames", missing=outside)
-        colorspace = resolve_colorspace(job.input_colorspace, info)
-        outputs = {f: pattern.path(f) for f in wanted}
-        _check_sequence_headers(job.input, info, wanted, window=model_window(job.model))
-        for folder in sorted({os.path.dirname(p) for p in outputs.values()}):
-            prepare_output_folder(folder)
-        # after the file checks: "auto" may import torch, which a bad task should not wait for
-        device = device_for_model(job.model, job.device)
-
-        report = RenderReport(output=job.output, frames=list(wanted), device=device, colorspace=colorspace)
-        if job.skip_existing:
-            report.skipped = [f for f in wanted if is_complete_exr(outputs[f])]
-            if report.skipped:
-                log.info("skipping %d complete output(s): %s", len(report.skipped),
-                         format_frame_spec(report.skipped))
-        skipped = set(report.skipped)
-        todo = [f for f in wanted if f not in skipped]
-        counter = _ProgressCounter(len(wanted), progress)
-        counter.tick(len(skipped))
-        if not todo:
-            report.seconds = time.perf_counter() - started
-            return report
-
-        estimator = load_estimator(job.model, device=device, dtype=job.dtype, weights=job.weights,
-                                   iters=job.iters)
-        engine = FlowEngine(estimator, device=device, dtype=job.dtype, tile=job.tile, tile_pad=job.tile_pad,
-                            max_memory=max_memory, threads=job.threads, compile=job.compile)
-        report.estimator, report.estimator_version = estimator.name, estimator.version
-        bad_pixels = 0  # only the prefetch thread writes it
-
-        def read_display(frame: int) -> np.ndarray:
-            nonlocal bad_pixels
-            clean = sanitize(plate.read(frame))
-            if clean.bad_pixels:
-                log.info("frame %d: sanitised %d NaN/Inf/negative pixel(s)", frame, clean.bad_pixels)
-                bad_pixels += clean.bad_pixels
-            return to_display(clean.image, colorspace)  # [H, W, 3] display [0, 1]
-
-        base_meta: dict[str, str | int | float] = {
-            "estimator": estimator.name,
-            "estimatorVersion": estimator.version,
-            "sourcePlate": os.path.abspath(job.input),  # patterns too: farm logs need the full path
-            "inputColorspace": colorspace,
-        }
-        if estimator.weights_sha256:
-            base_meta["weightsSha256"] = estimator.weights_sha256
-
-        def write(flows: FrameFlows) -> None:
-            prev, cur, nxt = flows.source_frames
-            meta = dict(base_meta)
-            meta["frame"] = cur
-            meta["sourceFrames"] = ",".join("none" if f is None else str(f) for f in (prev, cur, nxt))
-            write_motion_exr(
-                outputs[cur],
-                forward=flows.forward,
-                backward=flows.backward,
-                layout=job.layout,
-                confidence=flows.confidence_forward,
-                half=job.half,
-                compression=job.compression,
-                metadata=meta,
-            )
-            report.written.append(cur)
-            counter.tick()
-
-        writer = BackgroundWriter(depth=4)
-        try:
-            for flows in engine.flows(read_display, todo, first=first, last=last):
-                writer.submit(functools.partial(write, flows))
-        except BaseException:
-            _close_quietly(writer)
-            raise
-        writer.close()
-        report.bad_pixels = bad_pixels
-
-    if report.bad_pixels:
-        log.warning("%s: sanitised %d NaN/Inf/negative pixel(s) in the frames read", job.input,
-                    report.bad_pixels)
-    report.seconds = time.perf_counter() - started
-    return report
-
-
-@dataclass(frozen=True, kw_only=True)
-class FlowJob:
-    """`daflow-vfx flow IMG1 IMG2 -o OUT.flo|OUT.exr`."""
-
-    image1: str
-    image2: str
-    output: str
-    model: str = DEFAULT_MODEL
-    device: str = "auto"
-    dtype: str = "float32"
-    input_colorspace: str = "auto"
-    layer: str | None = None
-    layout: str = "nuke"
-    half: bool = True
-    compression: str = "zip"
-    tile: int | None = None
-    tile_pad: int = 32
-    weights: str | None = None
-    iters: int | None = None
-    max_memory: int | str | None = None  # bytes or "8G"; frames that do not fit are tiled
-    threads: int | None = None  # torch / OpenCV CPU threads while computing; None leaves them
-    compile: bool = False  # torch.compile the network (learned models)
-
-
-@dataclass(kw_only=True)
-class FlowReport:
-    output: str
-    width: int
-    height: int
-    estimator: str
-    estimator_version: str
-    mean_magnitude: float  # mean forward flow length in pixels, a quick sanity number
-
-
-def _read_single(path: str, *, layer: str | None, colorspace: str) -> tuple[np.ndarray, str, int]:
-    from daflow_vfx.color import resolve_colorspace, sanitize, to_display
-    from daflow_vfx.io import open_plate
-
-    with open_plate(path, layer=layer, allow_gaps=True) as plate:
-        space = resolve_colorspace(colorspace, plate.info)
-        clean = sanitize(plate.read(plate.info.frames[0]))
-    return to_display(clean.image, space), space, clean.bad_pixels
-
-
-def flow_pair(job: FlowJob) -> FlowReport:
-    """Flow between two images, written as Middlebury ``.flo`` (forward) or a motion EXR (both ways)."""
-    from daflow_vfx.color import COLORSPACES
-
-    ext = os.path.splitext(job.output)[1].lower()
-    if ext not in (".flo", ".exr"):
-        raise UsageError(f"output {job.output!r} must end in .flo or .exr")
-    _check_choice(job.input_colorspace, COLORSPACES, "input colour space")
-    check_dtype(job.dtype)
-    max_memory = parse_memory_size(job.max_memory)
-    device = device_for_model(job.model, job.device)
-    first, _, bad1 = _read_single(job.image1, layer=job.layer, colorspace=job.input_colorspace)
-    second, _, bad2 = _read_single(job.image2, layer=job.layer, colorspace=job.input_colorspace)
-    if first.shape != second.shape:
-        raise FrameSizeError(f"{job.image2} is {second.shape[1]}x{second.shape[0]} but {job.image1} is "
-                             f"{first.shape[1]}x{first.shape[0]}; both images must have the same size")
-    if bad1 or bad2:
-        log.warning("sanitised %d NaN/Inf/negative pixel(s) in the inputs", bad1 + bad2)
-    prepare_output_folder(os.path.dirname(job.output))
-    engine = FlowEngine(job.model, device=device, dtype=job.dtype, tile=job.tile, tile_pad=job.tile_pad,
-                        weights=job.weights, iters=job.iters, max_memory=max_memory, threads=job.threads,
-                        compile=job.compile)
-    result = engine.estimate_window(np.stack([first, second]), label=f"{job.image1} -> {job.image2}")
-    forward, backward = result.forward[0], result.backward[0]  # [H, W, 2] each
-    estimator = engine.estimator
-    if ext == ".flo":
-        from daflow_vfx.io.flo import write_flo
-
-        write_flo(job.output, forward)
-    else:
-        from daflow_vfx.io.exr import write_motion_exr
-
-        meta: dict[str, str | int | float] = {
-            "estimator": estimator.name,
-            "estimatorVersion": estimator.version,
-            "sourceFrames": f"{job.image1},{job.image2}",
-        }
-        if estimator.weights_sha256:
-            meta["weightsSha256"] = estimator.weights_sha256
-        write_motion_exr(job.output, forward=forward, backward=backward, layout=job.layout,
-                         confidence=_index(result.confidence_forward, 0), half=job.half,
-                         compression=job.compression, metadata=meta)
-    return FlowReport(
-        output=job.output,
-        width=forward.shape[1],
-        height=forward.shape[0],
-        estimator=estimator.name,
-        estimator_version=estimator.version,
-        mean_magnitude=float(np.linalg.norm(forward, axis=-1).mean()),
-    )
-
-
-@dataclass(kw_only=True)
-class PlateSummary:
-    """What `daflow-vfx info` shows."""
-
-    info: object  # daflow_vfx.io.PlateInfo
-    first: int
-    last: int
-    missing: list[int]  # frames absent from disk between first and last
-
-
-def plate_summary(path: str, *, layer: str | None = None, start_frame: int = 1) -> PlateSummary:
-    """Open a plate without failing on gaps, so `info` can name the missing frames."""
-    from daflow_vfx.io import open_plate
-
-    with open_plate(path, layer=layer, start_frame=start_frame, allow_gaps=True) as plate:
-        info = plate.info
-    first, last = min(info.frames), max(info.frames)
-    # with allow_gaps the reader lists the full range and names the held frames in info.missing
-    present = set(info.frames) - set(info.missing)
-    missing = [f for f in range(first, last + 1) if f not in present]
-    return PlateSummary(info=info, first=first, last=last, missing=missing)

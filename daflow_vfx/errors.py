@@ -3,15 +3,37 @@
 The CLI turns a :class:`DaflowError` into a one-line message and the exit code the
 error carries (1 for a failed job, 2 for a usage mistake). Library code raises these and
 never prints; messages name the file or frame at fault and say what to do.
+
+Errors about an argument carry it as ``param``, by its Python name, and the message names it the same
+way between backticks: ``UsageError("`tile_pad` must be zero or more pixels", param="tile_pad")``. A
+caller of the library reads the names of the function it called; the CLI swaps its own flag in for each
+marked name (``--tile-pad``) when it shows the message, and host adapters can point at the knob. The
+marks make the swap exact: a parameter called ``frames`` is replaced, the word frames elsewhere in the
+sentence is not. Library code never writes ``--flags``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 
 class DaflowError(Exception):
-    """Base class for every error daflow-vfx raises on purpose."""
+    """Base class for every error daflow-vfx raises on purpose.
+
+    ``param``: the parameter (or parameters) at fault, as named in the message; empty when the error
+    is about a file or frame rather than an argument.
+    """
 
     exit_code: int = 1
+
+    def __init__(self, message: str = "", *, param: str | Sequence[str] | None = None) -> None:
+        super().__init__(message)
+        self.params: tuple[str, ...] = (param,) if isinstance(param, str) else tuple(param or ())
+
+    @property
+    def param(self) -> str | None:
+        """The first parameter at fault, or None."""
+        return self.params[0] if self.params else None
 
 
 class UsageError(DaflowError):
@@ -39,8 +61,8 @@ class MissingInputError(InputError):
 class MissingFramesError(InputError):
     """A gap in an image sequence."""
 
-    def __init__(self, message: str, missing: list[int]) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, missing: list[int], *, param: str | Sequence[str] | None = None) -> None:
+        super().__init__(message, param=param)
         self.missing = list(missing)
 
 
@@ -70,3 +92,11 @@ class WeightsError(ModelError):
 
 class DeviceError(DaflowError):
     """A device that was asked for but is not available."""
+
+
+def check_choice(value: str, choices: Iterable[str], param: str) -> str:
+    """``value`` when it is one of ``choices``, else a :class:`UsageError` naming ``param``."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise UsageError(f"unknown `{param}` {value!r}; choose one of {', '.join(choices)}", param=param)
+    return value

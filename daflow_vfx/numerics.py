@@ -14,9 +14,10 @@ import numpy as np
 
 from daflow_vfx.errors import UsageError
 
-__all__ = ["PrecisionCheck", "autocast_epe", "fixed_window"]
+__all__ = ["DTYPES", "REDUCED_DTYPES", "PrecisionCheck", "autocast_epe", "fixed_window"]
 
 REDUCED_DTYPES = ("float16", "bfloat16")
+DTYPES = ("float32", *REDUCED_DTYPES)  # every compute precision a learned model runs in
 
 
 @dataclass(frozen=True, kw_only=True)

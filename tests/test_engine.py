@@ -9,17 +9,12 @@ import threading
 import numpy as np
 import pytest
 
-from daflow_vfx.engine import (
-    FlowEngine,
-    RenderJob,
-    estimate_flow,
-    plan_windows,
-    render,
-    resolve_device,
-    window_anchor,
-)
+from daflow_vfx.devices import resolve_device
+from daflow_vfx.engine import FlowEngine, estimate_flow, plan_windows, window_anchor
 from daflow_vfx.errors import CorruptFileError, DeviceError, ModelError, OutputError, UsageError
 from daflow_vfx.estimators import available_models, load_estimator, resolve_default_model
+from daflow_vfx.jobs.options import EngineOptions
+from daflow_vfx.jobs.render import RenderJob, render
 from tests.helpers import LocalEstimator, WindowedEstimator, noise_texture, translated_frames, write_sequence
 
 # ---------------------------------------------------------------------------------------------- windows
@@ -145,7 +140,8 @@ def test_writer_error_reaches_caller(tmp_path, monkeypatch) -> None:
 
     monkeypatch.setattr(exr, "write_motion_exr", failing_write)
     with pytest.raises(OutputError, match="disk full"):
-        render(RenderJob(input=plate, output=str(tmp_path / "out" / "v.####.exr"), model="dis", device="cpu"))
+        render(RenderJob(input=plate, output=str(tmp_path / "out" / "v.####.exr"),
+                         engine=EngineOptions(model="dis", device="cpu")))
     assert _no_daflow_threads()
 
 
@@ -199,7 +195,7 @@ def test_auto_device_for_classical_models_needs_no_torch() -> None:
     import subprocess
     import sys
 
-    code = ("import sys\nfrom daflow_vfx.engine import device_for_model\n"
+    code = ("import sys\nfrom daflow_vfx.devices import device_for_model\n"
             "assert device_for_model('dis', 'auto') == 'cpu'\nassert 'torch' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -16,11 +16,14 @@ import torch
 from click.testing import CliRunner
 
 from daflow_vfx.cli import main
-from daflow_vfx.engine import FlowEngine, RenderJob, parse_memory_size, render, thread_limit
+from daflow_vfx.devices import parse_memory_size, thread_limit
+from daflow_vfx.engine import FlowEngine
 from daflow_vfx.errors import DeviceError, UsageError
 from daflow_vfx.estimators import load_estimator
 from daflow_vfx.estimators.base import FlowEstimator, WindowFlows
 from daflow_vfx.estimators.daflow import DAFlowEstimator, working_memory_bytes
+from daflow_vfx.jobs.options import EngineOptions
+from daflow_vfx.jobs.render import RenderJob, render
 from daflow_vfx.model.weights import REGISTRY
 from daflow_vfx.numerics import autocast_epe, fixed_window
 from tests.helpers import LocalEstimator, translated_frames, write_sequence
@@ -138,7 +141,7 @@ def test_parse_memory_size(text, size) -> None:
 
 @pytest.mark.parametrize("text", ["8Q", "G", "-1G", "", "8 G B", "1e9", "100K", "12"])
 def test_parse_memory_size_rejects_bad_values(text) -> None:
-    with pytest.raises(UsageError, match="--max-memory"):
+    with pytest.raises(UsageError, match="max_memory"):
         parse_memory_size(text)
 
 
@@ -248,7 +251,7 @@ def test_frames_that_fit_are_not_tiled_and_an_explicit_tile_is_a_ceiling() -> No
 
 def test_a_budget_too_small_for_any_tile_is_a_usage_error() -> None:
     frames = translated_frames(2, 512, 512, dx=1, dy=0)
-    with pytest.raises(UsageError, match=r"--max-memory 1 MiB is too little for dis on 512x512.*64-px"):
+    with pytest.raises(UsageError, match=r"`max_memory` 1 MiB is too little for dis on 512x512.*64-px"):
         FlowEngine("dis", max_memory="1M").estimate_window(frames)
 
 
@@ -289,7 +292,7 @@ def test_out_of_memory_retries_the_window_in_tiles(error, caplog) -> None:
 def test_out_of_memory_at_the_smallest_tile_is_a_device_error() -> None:
     frames = translated_frames(3, 100, 120, dx=1, dy=0)
     double = OutOfMemoryEstimator(max_pixels=1000)
-    message = r"frames 1001-1002: out of memory on cpu even in 64-px tiles.*--max-memory.*--tile"
+    message = r"frames 1001-1002: out of memory on cpu even in 64-px tiles.*`max_memory`.*`tile`"
     with pytest.raises(DeviceError, match=message):
         _run(FlowEngine(double, tile_pad=8), frames)
     assert [s[1:3] for s in double.shapes] == [(100, 120), (58, 68)]  # whole, then a 64-px tile
@@ -330,7 +333,7 @@ def test_threads_apply_while_computing_and_are_restored() -> None:
 
 
 def test_threads_option_is_checked_and_does_not_import_torch_for_classical_models() -> None:
-    with pytest.raises(UsageError, match="--threads"):
+    with pytest.raises(UsageError, match="threads"):
         FlowEngine(LocalEstimator(), threads=0)
     code = ("import sys, numpy as np\nfrom daflow_vfx.engine import FlowEngine\n"
             "FlowEngine('dis', threads=1).estimate_window(np.random.rand(2, 32, 32, 3).astype('float32'))\n"
@@ -440,9 +443,9 @@ def test_estimator_on_each_device_matches_the_cpu(device) -> None:
 
 def test_render_checks_max_memory_before_work(tmp_path) -> None:
     plate = write_sequence(tmp_path / "plate", translated_frames(3, 32, 32, dx=1, dy=0))
-    with pytest.raises(UsageError, match="--max-memory"):
-        render(RenderJob(input=plate, output=str(tmp_path / "out" / "v.####.exr"), model="dis",
-                         max_memory="lots"))
+    with pytest.raises(UsageError, match="max_memory"):
+        render(RenderJob(input=plate, output=str(tmp_path / "out" / "v.####.exr"),
+                         engine=EngineOptions(model="dis", max_memory="lots")))
     assert not (tmp_path / "out").exists()
 
 

@@ -8,6 +8,7 @@ sequence. Frames come out as float32 ``[H, W, 3]`` in the plate's own colour spa
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -46,15 +47,20 @@ class PlateInfo:
         return first, last
 
 
-class Plate:
-    """Base class of the plate readers; use as a context manager or call :meth:`close`."""
+class Plate(ABC):
+    """Base class of the plate readers; use as a context manager or call :meth:`close`.
+
+    A reader sets :attr:`info` and implements :meth:`read` and :meth:`close`; a reader missing either
+    cannot be instantiated.
+    """
 
     info: PlateInfo
 
+    @abstractmethod
     def read(self, frame: int) -> np.ndarray:
         """Frame ``frame`` as float32 ``[H, W, 3]`` in the plate's own colour space, raw values."""
-        raise NotImplementedError
 
+    @abstractmethod
     def close(self) -> None:
         """Release files and decoders; reading after close is an error."""
 

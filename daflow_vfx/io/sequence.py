@@ -177,10 +177,11 @@ def select_rgb_channels(channels: list[str], layer: str | None, *, path: str) ->
         if len(channels) == 1:
             return [channels[0]] * 3
         raise InputError(f"{path}: no R,G,B channels (channels: {', '.join(channels)}); pick a layer with "
-                         f"--layer ({', '.join(repr(lay) for lay in layers)})")
+                         f"`layer` ({', '.join(repr(lay) for lay in layers)})", param="layer")
     if layer not in layers:
         raise InputError(f"{path}: no layer {layer!r}; available layers: "
-                         f"{', '.join(repr(lay) for lay in layers)}; pass one of them as --layer")
+                         f"{', '.join(repr(lay) for lay in layers)}; pass one of them as `layer`",
+                         param="layer")
     picked = _layer_rgb(channels, layer)
     if picked is not None:
         return picked
@@ -303,7 +304,8 @@ class SequencePlate(Plate):
         missing = sorted(set(range(present[0], present[-1] + 1)) - set(present))
         if missing and not allow_gaps:
             raise MissingFramesError(f"{pattern}: frames {_frames_text(missing)} are missing; render them or "
-                                     "pass --allow-gaps to hold the previous frame", missing=missing)
+                                     "pass `allow_gaps` to hold the previous frame", missing=missing,
+                                     param="allow_gaps")
         if missing:
             logger.warning("%s: holding the previous frame over missing frames %s", pattern,
                            _frames_text(missing))

@@ -330,7 +330,7 @@ class VideoPlate(Plate):
         if not 0 <= k < self._count:
             raise InputError(f"{self._path}: frame {frame} is outside the video "
                              f"({format_frame_spec(self.info.frames)}); ask for frames inside that range "
-                             "or set --start-frame")
+                             "or set `start_frame`", param="start_frame")
         if self._cache is not None and self._cache[0] == k:
             return self._cache[1].copy()
         decoded = self._decode_to(k, int(frame))

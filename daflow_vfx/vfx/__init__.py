@@ -7,31 +7,27 @@ The CLI, the Nuke plugin and the Blender extension all call these same functions
 - :func:`estimate_camera_motion` fits a robust global motion to a flow field;
 - :func:`stabilize` smooths the camera path of a shot and re-frames it.
 
-The implementations live in :mod:`.synthesis`, :mod:`.retiming` and :mod:`.stabilization`; they
-load lazily so ``import daflow_vfx.vfx`` stays cheap.
+The implementations live in :mod:`.synthesis`, :mod:`.timing`, :mod:`.retiming`, :mod:`.camera_motion`,
+:mod:`.camera_path` and :mod:`.stabilization`; they load lazily so ``import daflow_vfx.vfx`` stays cheap.
+Everything here is array code: the commands that read plates and write files are :mod:`daflow_vfx.jobs`.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from daflow_vfx._lazy import lazy_getattr
 
 _EXPORTS = {
     "interpolate": "synthesis",
     "interpolate_detailed": "synthesis",
     "retime": "retiming",
-    "speed_map": "retiming",
-    "fps_map": "retiming",
-    "curve_map": "retiming",
-    "estimate_camera_motion": "stabilization",
+    "speed_map": "timing",
+    "fps_map": "timing",
+    "curve_map": "timing",
+    "estimate_camera_motion": "camera_motion",
     "stabilize": "stabilization",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'daflow_vfx.vfx' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

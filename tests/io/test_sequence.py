@@ -88,7 +88,7 @@ def test_exr_without_rgb_picks_first_rgb_layer_or_single_channel(tmp_path, iox, 
     with open_plate(os.path.join(tmp_path, "grey.####.exr")) as plate:
         np.testing.assert_array_equal(plate.read(1), np.repeat(texture[..., :1], 3, axis=-1))
     iox.write(tmp_path / "odd.0001.exr", texture[..., :2], ["P.x", "P.y"])
-    with pytest.raises(InputError, match="no R,G,B channels.*--layer"):
+    with pytest.raises(InputError, match="no R,G,B channels.*`layer`"):
         open_plate(os.path.join(tmp_path, "odd.####.exr"))
 
 
@@ -190,7 +190,7 @@ def test_gap_names_missing_frames(tmp_path, iox, texture) -> None:
         open_plate(pattern)
     message = _one_line(info.value)
     assert info.value.missing == [1005, 1007]
-    assert "1005, 1007" in message and "--allow-gaps" in message and pattern in message
+    assert "1005, 1007" in message and "`allow_gaps`" in message and pattern in message
 
 
 def test_allow_gaps_holds_the_previous_frame(tmp_path, iox, texture) -> None:

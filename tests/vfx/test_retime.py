@@ -12,19 +12,10 @@ from click.testing import CliRunner
 
 from daflow_vfx.cli import main
 from daflow_vfx.errors import ConfigError, UsageError
-from daflow_vfx.vfx.retiming import (
-    RetimeJob,
-    TimeCurve,
-    curve_map,
-    detect_cut,
-    fps_map,
-    load_curve,
-    retime,
-    retime_frames,
-    sidecar_path,
-    speed_map,
-    speed_phase,
-)
+from daflow_vfx.jobs.outputs import sidecar_path
+from daflow_vfx.jobs.retime import RetimeJob, retime_frames
+from daflow_vfx.vfx.retiming import detect_cut, retime
+from daflow_vfx.vfx.timing import TimeCurve, curve_map, fps_map, load_curve, speed_map, speed_phase
 from tests.helpers import noise_texture, translated_frames, write_sequence
 
 H, W = 48, 64
@@ -77,9 +68,9 @@ def test_phase_override_and_exact_last_frame() -> None:
     assert times(m) == [1001 + k / 2 for k in range(9)] and times(m)[-1] == 1005.0
     m = speed_map(1, 2, 0.1, phase=0.0)  # 0.1 is not exact in binary: the last frame must still be there
     assert len(m) == 11 and times(m)[-1] == 2.0
-    with pytest.raises(UsageError, match="--speed must be positive"):
+    with pytest.raises(UsageError, match="`speed` must be positive"):
         speed_map(1, 5, 0.0)
-    with pytest.raises(UsageError, match="--phase"):
+    with pytest.raises(UsageError, match="`phase`"):
         speed_map(1, 5, 0.5, phase=1.0)
 
 
@@ -155,19 +146,19 @@ def test_curve_file_formats(tmp_path) -> None:
 
 
 def test_one_timing_mode_only() -> None:
-    with pytest.raises(UsageError, match="not --speed and --fps"):
+    with pytest.raises(UsageError, match="not `speed` and `fps`"):
         retime_frames(RetimeJob(input="p", output="o.####.exr", speed=0.5, fps="24:60"), 1, 10)
     with pytest.raises(UsageError, match="give one timing mode"):
         retime_frames(RetimeJob(input="p", output="o.####.exr"), 1, 10)
-    with pytest.raises(UsageError, match="--phase applies to --speed only"):
+    with pytest.raises(UsageError, match="`phase` applies to `speed` only"):
         retime_frames(RetimeJob(input="p", output="o.####.exr", fps="24:30", phase=0.5), 1, 10)
 
 
 def test_sidecar_path() -> None:
-    assert sidecar_path("out/sh010.####.exr") == "out/sh010.retime.json"
-    assert sidecar_path("out/sh010_%04d.png") == "out/sh010.retime.json"
-    assert sidecar_path("out/####.exr") == "out/retime.retime.json"
-    assert sidecar_path("out/sh010.mov") == "out/sh010.retime.json"
+    assert sidecar_path("out/sh010.####.exr", "retime") == "out/sh010.retime.json"
+    assert sidecar_path("out/sh010_%04d.png", "retime") == "out/sh010.retime.json"
+    assert sidecar_path("out/####.exr", "retime") == "out/retime.retime.json"
+    assert sidecar_path("out/sh010.mov", "retime") == "out/sh010.retime.json"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -214,7 +205,7 @@ def test_retime_arrays_compute_flows_when_not_given(half_steps) -> None:
     result = retime(frames, [(0, 0.5), (1, 2.5)], model="dis")
     assert [f.method for f in result.frames] == ["motion", "motion"]
     assert psnr(result.images[1][INNER], half_steps[5][INNER]) >= 35.0
-    with pytest.raises(ValueError, match="outside frames 0-4"):
+    with pytest.raises(UsageError, match="outside frames 0-4"):
         retime(frames, [(0, 4.5)])
 
 

@@ -18,17 +18,19 @@ import pytest
 from click.testing import CliRunner
 
 from daflow_vfx.cli import main
-from daflow_vfx.vfx.stabilization import (
-    StabilizeSettings,
+from daflow_vfx.jobs.outputs import sidecar_path
+from daflow_vfx.vfx.camera_motion import estimate_camera_motion
+from daflow_vfx.vfx.camera_path import (
     camera_path,
-    crop_matrix,
-    estimate_camera_motion,
     l1_optimal_path,
     matrices_from_parameters,
     path_parameters,
-    plan_stabilization,
-    sidecar_path,
     smooth_gaussian,
+)
+from daflow_vfx.vfx.stabilization import (
+    StabilizeSettings,
+    crop_matrix,
+    plan_stabilization,
     stabilize,
     warp_frame,
 )
@@ -437,10 +439,10 @@ def test_cli_video_output(small, tmp_path) -> None:
 
 
 def test_sidecar_names() -> None:
-    assert sidecar_path("out/sh010.####.exr") == "out/sh010.stabilize.json"
-    assert sidecar_path("out/sh010_%04d.png") == "out/sh010.stabilize.json"
-    assert sidecar_path("out/####.exr") == "out/stabilize.stabilize.json"
-    assert sidecar_path("out/sh010.mov") == "out/sh010.stabilize.json"
+    assert sidecar_path("out/sh010.####.exr", "stabilize") == "out/sh010.stabilize.json"
+    assert sidecar_path("out/sh010_%04d.png", "stabilize") == "out/sh010.stabilize.json"
+    assert sidecar_path("out/####.exr", "stabilize") == "out/stabilize.stabilize.json"
+    assert sidecar_path("out/sh010.mov", "stabilize") == "out/sh010.stabilize.json"
 
 
 @pytest.mark.parametrize(

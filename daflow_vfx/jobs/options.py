@@ -1,0 +1,62 @@
+"""The engine options of every command that computes flow, and the one way a job builds its engine.
+
+`render`, `flow`, `retime` and `stabilize` take the same options (``--model --device --dtype --tile
+--tile-pad --max-memory --threads --compile --iters --weights``, one click decorator in
+``daflow_vfx.cli._common``), so they are one dataclass here and one :func:`build_engine`: a job never
+picks its own subset, and an option added here reaches every command at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from daflow_vfx.devices import check_engine_settings, device_for_model
+from daflow_vfx.engine import FlowEngine
+from daflow_vfx.estimators import DEFAULT_MODEL
+
+__all__ = ["EngineOptions", "build_engine"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineOptions:
+    """Which model computes the flow, where, in what precision and in what pieces.
+
+    Checked when made, so a job refuses bad options before it touches a file; the device is resolved
+    only by :meth:`resolved_device` (``auto`` may import torch, which a bad job should not wait for).
+    """
+
+    model: str = DEFAULT_MODEL
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda or cuda:N
+    dtype: str = "float32"  # compute precision of learned models
+    tile: int | None = None  # flow in overlapping tiles of at most this many pixels (large plates)
+    tile_pad: int = 32  # overlap around each tile, blended with feathering
+    max_memory: int | str | None = None  # bytes or "8G"; frames that do not fit are tiled
+    threads: int | None = None  # torch / OpenCV CPU threads while computing; None leaves them
+    compile: bool = False  # torch.compile the network (learned models)
+    iters: int | None = None  # refinement iterations of a learned model; None: the model's own
+    weights: str | None = None  # local weights for a learned model
+
+    def __post_init__(self) -> None:
+        check_engine_settings(dtype=self.dtype, tile=self.tile, tile_pad=self.tile_pad, threads=self.threads,
+                              max_memory=self.max_memory)
+
+    def resolved_device(self) -> str:
+        """The device the engine will use (``auto`` is ``cpu`` for CPU-only models)."""
+        return device_for_model(self.model, self.device)
+
+
+def build_engine(options: EngineOptions, *, device: str | None = None) -> FlowEngine:
+    """The engine ``options`` describe, with its model loaded. ``device``: one already resolved by
+    :meth:`EngineOptions.resolved_device` (a job that reports the device resolves it once)."""
+    return FlowEngine(
+        options.model,
+        device=device or options.resolved_device(),
+        dtype=options.dtype,
+        tile=options.tile,
+        tile_pad=options.tile_pad,
+        weights=options.weights,
+        iters=options.iters,
+        max_memory=options.max_memory,
+        threads=options.threads,
+        compile=options.compile,
+    )

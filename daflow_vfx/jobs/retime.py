@@ -1,0 +1,281 @@
+"""`daflow-vfx retime`: a plate in, retimed frames (an image sequence or a video) and a JSON sidecar out.
+
+The timing comes from :mod:`daflow_vfx.vfx.timing`, the frames from the loop in
+:mod:`daflow_vfx.vfx.retiming`; this module opens the plate, streams flows from the engine (or from
+rendered vectors) into that loop, writes the frames and, last, the ``.retime.json`` sidecar that records
+which source time, method and cut flag made each output frame.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from daflow_vfx.errors import UsageError, check_choice
+from daflow_vfx.jobs.options import EngineOptions, build_engine
+from daflow_vfx.jobs.outputs import Progress, output_kind, prepare_folders, sidecar_path, write_in_background
+from daflow_vfx.vfx.retiming import (
+    FrameSources,
+    RetimeFrame,
+    check_retime_options,
+    make_plan,
+    render_frames,
+    shutter_spans,
+)
+from daflow_vfx.vfx.timing import FrameMap, curve_map, fps_map, load_curve, parse_rate, speed_map, speed_phase
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RetimeJob", "RetimeReport", "retime_frames", "run_retime"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetimeJob:
+    """Everything `daflow-vfx retime` needs; exactly one of ``speed``, ``fps``, ``curve``."""
+
+    input: str
+    output: str  # image pattern with a frame token (.exr/.png/.tif/...) or a video file (.mp4/.mov/...)
+    speed: float | None = None
+    fps: str | None = None  # "SRC:DST"
+    curve: str | None = None  # YAML file, see load_curve
+    phase: float | None = None  # speed mode only; None = automatic (speed_phase)
+    method: str = "motion"  # motion | blend | nearest
+    splat: str = "softmax"  # softmax | average
+    shutter: float = 0.0  # motion blur: open fraction of the output frame interval (0.5 = 180 degrees)
+    shutter_samples: int = 8
+    cuts: str = "auto"  # auto | none | frame spec of the first frames of new shots
+    vectors: str | None = None  # rendered motion-vector EXR pattern to reuse instead of computing flow
+    frames: str | None = None  # output frames to write (Deadline spec); None = all
+    input_colorspace: str = "auto"
+    layer: str | None = None
+    start_frame: int = 1
+    half: bool = True
+    compression: str = "zip"
+    engine: EngineOptions = field(default_factory=EngineOptions)
+
+
+@dataclass(kw_only=True)
+class RetimeReport:
+    output: str
+    sidecar: str
+    mode: str  # speed | fps | curve
+    frames: list[RetimeFrame] = field(default_factory=list)  # the frames written, in output order
+    cuts: list[int] = field(default_factory=list)  # n: a cut between plate frames n and n + 1
+    estimator: str = ""
+    device: str = ""
+    colorspace: str = ""
+    seconds: float = 0.0
+
+
+def retime_frames(job: RetimeJob, first: int, last: int) -> tuple[str, FrameMap]:
+    """The timing mode and full frame map of ``job`` on a plate spanning ``first..last``."""
+    modes = ("speed", "fps", "curve")
+    given = [name for name in modes if getattr(job, name) is not None]
+    if len(given) != 1:
+        if not given:
+            raise UsageError("give one timing mode: `speed` S, `fps` SRC:DST or `curve` curve.yaml",
+                             param=modes)
+        raise UsageError(f"give one timing mode, not {' and '.join(f'`{g}`' for g in given)}", param=given)
+    mode = given[0]
+    if job.phase is not None and mode != "speed":
+        raise UsageError("`phase` applies to `speed` only", param=("phase", "speed"))
+    if mode == "speed":
+        frame_map = speed_map(first, last, job.speed, phase=job.phase)  # type: ignore[arg-type]
+    elif mode == "fps":
+        frame_map = fps_map(first, last, str(job.fps))
+    else:
+        frame_map = curve_map(load_curve(str(job.curve)), first, last)
+    if not frame_map:
+        raise UsageError(f"{job.input}: the timing gives no output frame on frames {first}-{last}")
+    return mode, frame_map
+
+
+def _parse_cuts(spec: str, first: int, last: int) -> set[int] | None:
+    """``auto`` -> None (detect); ``none`` -> empty; a frame spec of new-shot frames -> intervals n."""
+    from daflow_vfx.frames import parse_frame_spec
+
+    key = spec.strip().lower()
+    if key == "auto":
+        return None
+    if key == "none":
+        return set()
+    starts = parse_frame_spec(spec)
+    outside = [f for f in starts if not first < f <= last]
+    if outside:
+        raise UsageError(f"`cuts` {spec!r}: frames {outside[:5]} are not inside the plate "
+                         f"({first + 1}-{last}); name the first frame of each new shot", param="cuts")
+    return {f - 1 for f in starts}
+
+
+def _chunk(job: RetimeJob, frame_map: FrameMap, spans: list[float]) -> tuple[FrameMap, list[float]]:
+    """The part of the map ``job.frames`` asks for (a farm chunk), shutter spans kept from the whole map."""
+    from daflow_vfx.frames import format_frame_spec, parse_frame_spec
+
+    if job.frames is None:
+        return frame_map, spans
+    wanted = set(parse_frame_spec(job.frames))
+    known = {f for f, _ in frame_map}
+    outside = sorted(wanted - known)
+    if outside:
+        raise UsageError(f"`frames` {job.frames}: output frames {format_frame_spec(outside)} are not "
+                         f"in the retime's output range {format_frame_spec(sorted(known))}", param="frames")
+    keep = [i for i, (f, _) in enumerate(frame_map) if f in wanted]
+    return [frame_map[i] for i in keep], [spans[i] for i in keep]
+
+
+def run_retime(job: RetimeJob, *, progress: Progress | None = None) -> RetimeReport:
+    """Retime a plate to files: the whole of `daflow-vfx retime`. See :mod:`daflow_vfx.vfx.timing`.
+
+    Everything that can be refused (options, plate, timing, curve range, vectors, output folder) is
+    checked before any flow is computed or any frame written. Every file is written atomically; the
+    JSON sidecar comes last, after every frame.
+    """
+    from daflow_vfx.color import COLORSPACES, resolve_colorspace
+    from daflow_vfx.frames import SequencePattern
+    from daflow_vfx.io import open_plate
+    from daflow_vfx.jobs.vectors import check_vector_files, vector_lookup, vector_pattern
+
+    started = time.perf_counter()
+    check_retime_options(job.method, job.splat, job.shutter, job.shutter_samples)
+    check_choice(job.input_colorspace, COLORSPACES, "input_colorspace")
+    is_video = output_kind(job.output) == "video"
+    if is_video and job.frames is not None:
+        raise UsageError("`frames` splits image-sequence outputs across a farm; a video is written whole",
+                         param="frames")
+    vectors = None if job.vectors is None else vector_pattern(job.vectors)
+
+    with open_plate(job.input, layer=job.layer, start_frame=job.start_frame) as plate:
+        info = plate.info
+        first, last = info.require_span(needs="retiming")
+        mode, frame_map = retime_frames(job, first, last)
+        # spans from the whole map: a chunk blurs like the whole
+        frame_map, spans = _chunk(job, frame_map, shutter_spans(frame_map, job.shutter))
+        fixed_cuts = _parse_cuts(job.cuts, first, last)
+        colorspace = resolve_colorspace(job.input_colorspace, info)
+        plan = make_plan(frame_map, spans, job.shutter_samples, first, last)
+        needs_flow = job.method == "motion" and bool(plan.interval_use)
+        flow_frames = sorted({f for n in plan.interval_use for f in (n, n + 1)}) if needs_flow else []
+        if needs_flow and vectors is not None:
+            check_vector_files(vectors, flow_frames, info)
+
+        sidecar = sidecar_path(job.output, "retime")
+        prepare_folders([job.output, sidecar])
+
+        report = RetimeReport(output=job.output, sidecar=sidecar, mode=mode, colorspace=colorspace)
+        sources = FrameSources(read=plate.read, colorspace=colorspace, last_use=plan.last_use,
+                               interval_use=plan.interval_use)
+        stream = None
+        if needs_flow and vectors is None:
+            device = job.engine.resolved_device()
+            engine = build_engine(job.engine, device=device)
+            report.estimator, report.device = f"{engine.estimator.name} {engine.estimator.version}", device
+            stream = engine.flows(sources.display, flow_frames, first=first, last=last)
+            sources.flow_stream = stream
+        elif needs_flow:
+            sources.flow_lookup = vector_lookup(vectors, size=(info.height, info.width), label=job.input)
+            report.estimator = f"vectors {job.vectors}"
+
+        try:
+            frames_out = render_frames(frame_map, plan, sources, method=job.method, splat=job.splat,
+                                       fixed_cuts=fixed_cuts, records=report.frames, progress=progress)
+            if is_video:
+                from daflow_vfx.io import write_video
+
+                fps = _video_fps(mode, job, info)
+                write_video(job.output, (_to_video(img, colorspace) for img in frames_out), fps=fps)
+            else:
+                _write_sequence(job, SequencePattern.parse(job.output), frames_out, colorspace)
+        finally:
+            if stream is not None:
+                stream.close()  # stops the engine's prefetch thread
+        if sources.bad_pixels:
+            log.warning("%s: sanitised %d NaN/Inf/negative pixel(s) in the frames read", job.input,
+                        sources.bad_pixels)
+        if fixed_cuts is None:
+            report.cuts = sorted(n for n, c in sources.cut_checks.items() if c.cut)
+        else:
+            report.cuts = sorted(fixed_cuts)
+
+    _write_sidecar(job, report, first, last)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _write_sequence(job: RetimeJob, pattern: Any, frames_out: Iterator[tuple[int, np.ndarray]],
+                    colorspace: str) -> None:
+    from daflow_vfx.io import write_image
+
+    ext = os.path.splitext(job.output)[1].lower()
+    write_in_background(
+        functools.partial(write_image, pattern.path(frame),
+                          image if ext == ".exr" else _to_integer_file(image, colorspace),
+                          half=job.half, compression=job.compression)
+        for frame, image in frames_out
+    )
+
+
+def _to_integer_file(image: np.ndarray, colorspace: str) -> np.ndarray:
+    """Integer files hold display or log code values: scene-linear goes through the display transform."""
+    if colorspace == "linear":
+        from daflow_vfx.color import to_display
+
+        return to_display(image, colorspace)
+    return image
+
+
+def _to_video(item: tuple[int, np.ndarray], colorspace: str) -> np.ndarray:
+    from daflow_vfx.color import to_display
+
+    return to_display(item[1], colorspace)  # video is display-referred
+
+
+def _video_fps(mode: str, job: RetimeJob, info: Any) -> float:
+    if mode == "fps":
+        _, dst = parse_rate(str(job.fps))
+        return float(dst)
+    return float(info.fps) if info.fps else 24.0
+
+
+def _write_sidecar(job: RetimeJob, report: RetimeReport, first: int, last: int) -> None:
+    """``OUTPUT.retime.json``: the job's timing and, one line per output frame, how it was made."""
+    from daflow_vfx.jobs.outputs import write_text
+
+    mode = report.mode
+    payload: dict[str, Any] = {
+        "version": 1,
+        "input": os.path.abspath(job.input),
+        "output": job.output,
+        "plate": {"first": first, "last": last},
+        "mode": mode,
+        "speed": job.speed,
+        "phase": (speed_phase(job.speed) if job.phase is None else job.phase) if mode == "speed" else None,
+        "fps": job.fps,
+        "curve": job.curve,
+        "method": job.method,
+        "splat": job.splat if job.method == "motion" else None,
+        "shutter": job.shutter,
+        "flows": report.estimator or None,
+        "colorspace": report.colorspace,
+        "cuts": [[n, n + 1] for n in report.cuts],
+        "frames": [
+            {"frame": f.frame, "source": round(f.source, 9), "method": f.method, "cut": f.cut,
+             "sources": list(f.sources), **({"samples": f.samples} if f.samples > 1 else {})}
+            for f in report.frames
+        ],
+    }
+    if job.frames is not None:
+        payload["note"] = "partial render (--frames): 'frames' lists this chunk only"
+    frames = payload.pop("frames")
+    # one line per output frame: readable in a text editor and diff-friendly for long shots
+    body = json.dumps(payload, indent=1)[:-2]
+    rows = ",\n  ".join(json.dumps(f) for f in frames)
+    text = f'{body},\n "frames": [\n  {rows}\n ]\n}}\n' if frames else f'{body},\n "frames": []\n}}\n'
+    write_text(report.sidecar, text)
