@@ -252,6 +252,57 @@ def budget(
     click.echo(body)
 
 
+@command.command("ablation")
+@click.option("--data", "data", required=True, multiple=True, type=click.Path(),
+              help="Folder with pairs.csv and .flo ground truth; repeat for more data sets.")
+@click.option("--levels", default="clean,mild,severe,extreme", show_default=True,
+              help="Comma-separated degradation levels.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Degradation seed.")
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="Only the first N pairs of each set.")
+@click.option("--model", default="daflow-compact", show_default=True,
+              help="The DA-Flow variant whose DiT taps are zeroed.")
+@click.option("--weights", default=None, metavar="PATH", help="Local weights instead of the shipped ones.")
+@click.option("--cnn", default="daflow-compact-cnn", show_default=True,
+              help="The CNN-only model (the same network without the diffusion branch) to compare with.")
+@click.option(
+    "--output",
+    default="docs/benchmarks.md",
+    show_default=True,
+    help="Markdown file whose ablation-taps section is replaced; '-' prints only.",
+)
+@device_option
+def ablation(
+    data: tuple[str, ...],
+    levels: str,
+    seed: int,
+    limit: int | None,
+    model: str,
+    weights: str | None,
+    cnn: str,
+    output: str,
+    device: str,
+) -> None:
+    """EPE with the DiT taps zeroed against as shipped, and against the CNN-only model."""
+    from daflow_vfx.bench.ablation import AblationJob, bench_ablation
+    from daflow_vfx.engine import resolve_device
+
+    job = AblationJob(
+        data=data,
+        model=model,
+        weights=weights,
+        cnn=cnn,
+        levels=_levels(levels),
+        seed=seed,
+        device=resolve_device(device),
+        limit=limit,
+        output=None if output == "-" else output,
+        command="daflow-vfx " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+    with ProgressPrinter("bench ablation") as bar:
+        body = bench_ablation(job, progress=bar)
+    click.echo(body)
+
+
 @command.command("timestep")
 @click.option(
     "--model", default="daflow-compact", show_default=True, help="A DA-Flow variant with a backbone."
@@ -290,4 +341,47 @@ def timestep(
     )
     with ProgressPrinter("bench timestep") as bar:
         body = bench_timestep(job, progress=bar)
+    click.echo(body)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give HEIGHTxWIDTH, e.g. 384x512", param_hint="--size") from None
+    if h < 16 or w < 16:
+        raise click.BadParameter(f"{text!r}: at least 16x16", param_hint="--size")
+    return h, w
+
+
+@command.command("train")
+@click.option("--model", default="daflow-compact-noprior", show_default=True,
+              help="A prior-free DA-Flow variant (its weights do not matter for speed).")
+@click.option("--size", default="384x512", show_default=True, help="Crop, HEIGHTxWIDTH.")
+@click.option("--batch", "batch_size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--frames", "num_frames", default=3, show_default=True, type=click.IntRange(min=2, max=8))
+@click.option("--iters", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Refinement iterations per training step.")
+@click.option("--stage", default=2, show_default=True, type=click.IntRange(1, 2),
+              help="1: restoration pretraining of the DiT; 2: flow.")
+@click.option("--autocast", type=click.Choice(["bfloat16", "float16"]), default=None,
+              help="Mixed precision for the forward pass (default float32).")
+@click.option("--seconds", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Timed per measurement, after a warm-up.")
+@click.option("--output", default="docs/benchmarks.md", show_default=True,
+              help="Markdown file whose train-<device> section is replaced; '-' prints only.")
+@device_option
+def train_speed(model: str, size: str, batch_size: int, num_frames: int, iters: int, stage: int,
+                autocast: str | None, seconds: float, output: str, device: str) -> None:
+    """Training throughput: windows/s of the on-device data alone and of full training steps."""
+    from daflow_vfx.bench.accuracy import update_markdown
+    from daflow_vfx.bench.train_speed import TrainSpeedJob, format_train_speed, measure_train_speed
+    from daflow_vfx.engine import resolve_device
+
+    job = TrainSpeedJob(model=model, device=resolve_device(device), size=_size(size), batch_size=batch_size,
+                        num_frames=num_frames, iters=iters, stage=stage, autocast=autocast, seconds=seconds)
+    rows = measure_train_speed(job)
+    body = format_train_speed(rows, command=" ".join(["daflow-vfx bench train", *job.cli_args()]))
+    if output != "-":
+        update_markdown(output, f"train-{job.device.split(':')[0]}", body)
     click.echo(body)
