@@ -209,3 +209,26 @@ def test_the_cnn_twin_starts_from_the_model_with_its_branch_cut(tmp_path):
     cfg = TrainConfig(model="daflow-compact-cnn-noprior", init_weights=str(init), init_cut_branch=True)
     _load_init(fresh, cfg, resuming=False)
     assert torch.equal(fresh.state_dict()[key], state[key])
+
+
+@pytest.mark.parametrize(("model", "stage"), [("daflow-compact-noprior", 1), ("daflow-compact-noprior", 2),
+                                              ("daflow-compact-cnn-noprior", 2)])
+def test_a_bf16_autocast_step_on_device_windows(model, stage):
+    """The device run trains under bf16 autocast: both stages give finite float32 losses and move weights."""
+    from daflow_vfx.model.weights import build_model, get_entry
+    from daflow_vfx.train.steps import make_optimizer, train_step
+    from daflow_vfx.train.synth_torch import DeviceWindowGenerator
+
+    net, _, _ = build_model(model, allow_random=True)
+    net.train()
+    cfg = TrainConfig(model=model, crop=(32, 48), batch_size=1, iters=1, autocast="bfloat16", data="device")
+    if net.backbone is not None:
+        net.backbone.requires_grad_(True)
+    opt = make_optimizer(net, cfg, stage)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    host = torch.Generator().manual_seed(0)
+    batch = DeviceWindowGenerator(size=(32, 48), batch_size=1, device="cpu", seed=0)(0)
+    loss, _ = train_step(net, opt, batch, stage=stage, transform=get_entry(model).transform, cfg=cfg,
+                         nframes=3, host_gen=host, noise_gen=host)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert any(not torch.equal(before[k], v) for k, v in net.state_dict().items())
