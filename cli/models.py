@@ -8,7 +8,7 @@ import click
 @click.command("models")
 def command() -> None:
     """List the flow estimators (--model names) and whether their weights are present."""
-    from daflow_vfx.estimators import available_models, resolve_default_model
+    from daflow_vfx.registry import available_models, resolve_default_model
 
     default = resolve_default_model()
     models = available_models()

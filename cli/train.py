@@ -6,7 +6,8 @@ import click
 
 
 @click.group("train", invoke_without_command=True)
-@click.option("--config", type=click.Path(), default=None, help="Training YAML (configs/train_*.yaml).")
+@click.option("--config", type=click.Path(), default=None,
+              help="Training YAML: a recipe stage of configs/compact/ (shipped in the package) or your own.")
 @click.option("--out-dir", default=None, help="Override the config's out_dir.")
 @click.option("--max-minutes", type=float, default=None, help="Stop (with a checkpoint) after this long.")
 @click.option("--init-weights", default=None, help="Start from these safetensors (e.g. the shipped weights).")
@@ -17,10 +18,13 @@ def command(ctx: click.Context, config: str | None, out_dir: str | None, max_min
     if ctx.invoked_subcommand is not None:
         return
     if config is None:
-        raise click.UsageError("give --config configs/train_compact.yaml (or use `train export`)")
+        raise click.UsageError(
+            "give --config configs/compact/stage1-restoration128x160.yaml (or use `train export`)"
+        )
+    from daflow_vfx.train.config import find_config
     from daflow_vfx.train.loop import TrainConfig, train
 
-    cfg = TrainConfig.from_yaml(config)
+    cfg = TrainConfig.from_yaml(find_config(config))
     if out_dir is not None:
         cfg.out_dir = out_dir
     if max_minutes is not None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from daflow_vfx import degrade as dg
+from daflow_vfx import degrade_params
 from daflow_vfx.errors import UsageError
 
 
@@ -77,7 +78,7 @@ def test_unknown_preset_and_bad_shapes_raise() -> None:
 
 
 def test_random_preset_spans_the_union() -> None:
-    r = dg._PRESET_RANGES["random"]
+    r = degrade_params._PRESET_RANGES["random"]
     assert r.noise1_sigma == (1.0, 40.0)
     assert r.jpeg1 == (30.0, 95.0)
     assert r.crf == (18.0, 45.0)

@@ -174,7 +174,7 @@ def test_memory_formula_bounds_the_measured_peak(variant, corr_impl, dtype) -> N
 @pytest.mark.parametrize("corr_impl", ["auto", "local"])
 def test_memory_formula_bounds_the_compact_model(corr_impl) -> None:
     torch.manual_seed(0)
-    model = REGISTRY["daflow-compact"].factory()
+    model = REGISTRY["daflow-compact"].build_network()
     estimator = DAFlowEstimator(model=model, transform=TRANSFORM, name="daflow-compact", weights_sha256=None,
                                 iters=1, corr_impl=corr_impl)
     frames = np.random.default_rng(0).random((3, 64, 96, 3), dtype=np.float32)

@@ -21,6 +21,7 @@ import numpy as np
 from ..color import resolve_colorspace, to_display
 from ..errors import DaflowError, InputError, MissingInputError, UsageError, WeightsError
 from ..io import open_plate, read_flo
+from .markdown import update_markdown
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,8 @@ def read_display(path: Path) -> np.ndarray:
 def check_levels(levels: Sequence[str]) -> None:
     bad = [lv for lv in levels if lv not in LEVELS]
     if bad:
-        raise UsageError(f"unknown degradation level {bad[0]!r}; use {', '.join(LEVELS)}")
+        raise UsageError(f"unknown degradation level {bad[0]!r} in `levels`; use {', '.join(LEVELS)}",
+                         param="levels")
 
 
 def read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +129,7 @@ def parse_model_spec(spec: str) -> tuple[str, str | None, str]:
         return name, None, name
     if not name or not weights:
         example = "daflow-compact=runs/x/weights.safetensors"
-        raise UsageError(f"model {spec!r}: write NAME=WEIGHTS, e.g. {example}")
+        raise UsageError(f"model {spec!r} in `models`: write NAME=WEIGHTS, e.g. {example}", param="models")
     return name, weights, f"{name}@{Path(weights).stem}"
 
 
@@ -168,21 +170,14 @@ def run_accuracy(
                 log.warning("skipping %s: %s", label, exc)
                 skipped.append(f"{label}: {exc}")
     # acc[(model, level)] = [epe_sum, n1, n3, valid, seconds, pairs]
-    acc: dict[tuple[str, str], list[float]] = {(m, lv): [0.0] * 6 for m in engines for lv in levels}
+    acc: dict[tuple[str, str], np.ndarray] = {(m, lv): np.zeros(6) for m in engines for lv in levels}
     total, done = len(pairs) * len(levels), 0
     for i, pair in enumerate(pairs):
         clean, gt = read_pair(pair)  # [2, H, W, 3], [H, W, 2]
         for level in levels:
             frames = degrade_pair(clean, gt, level, seed=level_seed(seed, i, level))
             for name, engine in engines.items():
-                e, n1, n3, nv, dt = timed_errors(engine, frames, gt)
-                a = acc[(name, level)]
-                a[0] += e
-                a[1] += n1
-                a[2] += n3
-                a[3] += nv
-                a[4] += dt
-                a[5] += 1
+                acc[(name, level)] += (*timed_errors(engine, frames, gt), 1)
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -222,20 +217,6 @@ def format_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def update_markdown(path: str | Path, section: str, body: str) -> None:
-    """Replace (or append) the block between ``<!-- section:begin -->`` and ``<!-- section:end -->``."""
-    p = Path(path)
-    text = p.read_text() if p.is_file() else "# Benchmarks\n"
-    begin, end = f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
-    block = f"{begin}\n{body.rstrip()}\n{end}"
-    if begin in text and end in text:
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(text)
-
-
 @dataclass(frozen=True, kw_only=True)
 class AccuracyJob:
     """What `daflow-vfx bench accuracy` runs."""
@@ -247,7 +228,7 @@ class AccuracyJob:
     device: str = "cpu"
     limit: int | None = None
     iters: int | None = None
-    output: str | None = "docs/benchmarks.md"
+    output: str | None = None  # markdown file whose accuracy section is replaced; None: none
     command: str = ""
 
 

@@ -28,8 +28,8 @@ from .accuracy import (
     load_pairs,
     read_pair,
     timed_errors,
-    update_markdown,
 )
+from .markdown import update_markdown
 
 __all__ = ["BudgetJob", "BudgetRow", "bench_budget", "parse_budgets", "run_budget", "upscale_pair"]
 
@@ -44,13 +44,15 @@ class BudgetRow:
 
 
 def parse_budgets(text: str) -> tuple[int, ...]:
+    """``"2048,1024"`` -> (2048, 1024): backbone budgets in tokens per frame, each at least 1."""
     try:
         budgets = tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
         example = "2048,1024,512"
-        raise UsageError(f"--tokens {text!r}: give comma-separated whole numbers, e.g. {example}") from None
+        raise UsageError(f"`budgets` {text!r}: give comma-separated whole numbers, e.g. {example}",
+                         param="budgets") from None
     if not budgets or min(budgets) < 1:
-        raise UsageError(f"--tokens {text!r}: give at least one budget, each at least 1")
+        raise UsageError(f"`budgets` {text!r}: give at least one budget, each at least 1", param="budgets")
     return budgets
 
 
@@ -86,7 +88,7 @@ def run_budget(
 
     check_levels(levels)
     if scale <= 0:
-        raise UsageError(f"--scale {scale}: must be above 0")
+        raise UsageError(f"`scale` {scale}: must be above 0", param="scale")
     pairs = load_pairs(data_dir)[:limit]
     estimator = load_estimator(model, device=device, weights=weights)
     net = getattr(estimator, "model", None)
@@ -98,7 +100,7 @@ def run_budget(
     if reference:
         runs.append((reference, FlowEngine(load_estimator(reference, device=device), device=device), None))
     # acc[(label, level)] = [epe_sum, valid, seconds, pairs]
-    acc = {(label, lv): [0.0, 0.0, 0.0, 0.0] for label, _, _ in runs for lv in levels}
+    acc = {(label, lv): np.zeros(4) for label, _, _ in runs for lv in levels}
     total, done = len(pairs) * len(levels), 0
     for i, pair in enumerate(pairs):
         clean, gt = upscale_pair(*read_pair(pair), scale)
@@ -110,11 +112,7 @@ def run_budget(
                     # read by every forward call.
                     net.max_backbone_tokens = budget
                 e, _, _, nv, dt = timed_errors(eng, frames, gt)
-                a = acc[(label, level)]
-                a[0] += e
-                a[1] += nv
-                a[2] += dt
-                a[3] += 1
+                acc[(label, level)] += (e, nv, dt, 1)
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -152,7 +150,7 @@ class BudgetJob:
     seed: int = 0
     device: str = "cpu"
     limit: int | None = None
-    output: str | None = "docs/benchmarks.md"
+    output: str | None = None  # markdown file whose section is replaced (bench/markdown.py); None: none
     command: str = ""
 
 

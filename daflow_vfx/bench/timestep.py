@@ -53,7 +53,7 @@ class TimestepJob:
     limit: int | None = 8
     seed: int = 0
     allow_random: bool = False  # tests only: a model without trained weights
-    output: str | None = "docs/benchmarks.md"
+    output: str | None = None  # markdown file whose section is replaced (bench/markdown.py); None: none
     command: str = ""
 
 
@@ -62,9 +62,11 @@ def parse_timesteps(text: str) -> tuple[float, ...]:
     try:
         values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise UsageError(f"--timesteps {text!r}: give numbers between 0 and 1, e.g. 0.25,0.5,0.75") from None
+        raise UsageError(f"`timesteps` {text!r}: give numbers between 0 and 1, e.g. 0.25,0.5,0.75",
+                         param="timesteps") from None
     if not values or any(not 0.0 < v < 1.0 for v in values):
-        raise UsageError(f"--timesteps {text!r}: every timestep must lie strictly between 0 and 1")
+        raise UsageError(f"`timesteps` {text!r}: every timestep must lie strictly between 0 and 1",
+                         param="timesteps")
     return values
 
 
@@ -121,9 +123,9 @@ def run_timestep(
     from .accuracy import degrade_pair, flow_errors, load_pairs, read_display
 
     if not job.timesteps:
-        raise UsageError("no timesteps to measure; give --timesteps, e.g. 0.25,0.5,0.75")
+        raise UsageError("no timesteps to measure; give `timesteps`, e.g. 0.25,0.5,0.75", param="timesteps")
     if job.samples < 1:
-        raise UsageError("--samples must be at least 1")
+        raise UsageError("`samples` must be at least 1", param="samples")
     model, entry, digest = build_model(job.model, weights=job.weights, allow_random=job.allow_random)
     if model.backbone is None:
         raise UsageError(f"model {job.model!r} has no diffusion backbone, so it has no feature timestep")
@@ -210,7 +212,7 @@ def bench_timestep(job: TimestepJob, *, progress: Callable[[int, int], None] | N
     """Run the sweep, write its section into ``job.output`` (if any), return the markdown."""
     import torch
 
-    from .accuracy import update_markdown
+    from .markdown import update_markdown
 
     t0 = time.perf_counter()
     rows = run_timestep(job, progress=progress)

@@ -32,6 +32,7 @@ class TrainSpeedJob:
     autocast: str | None = None
     seconds: float = 20.0  # timed per measurement, after the warm-up
     stage: int = 2
+    output: str | None = None  # markdown file whose train-<device> section is replaced; None: none
 
     def cli_args(self) -> list[str]:
         args = ["--model", self.model, "--device", self.device, "--size", f"{self.size[0]}x{self.size[1]}",
@@ -177,8 +178,19 @@ def format_train_speed(rows: list[TrainSpeedRow], *, command: str) -> str:
     def gib(x: float | None) -> str:
         return "—" if x is None else f"{x:.1f}"
 
-    lines = [f"Command: `{command}`", "", "| what | device | windows/s | batches timed | GPU busy | peak GiB |",
-             "|---|---|---|---|---|---|"]
+    head = "| what | device | windows/s | batches timed | GPU busy | peak GiB |"
+    lines = [f"Command: `{command}`", "", head, "|---|---|---|---|---|---|"]
     lines += [f"| {r.what} | {r.device} | {r.windows_per_s:.1f} | {r.batches} | {pct(r.gpu_busy)} | "
               f"{gib(r.peak_gib)} |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def bench_train_speed(job: TrainSpeedJob) -> str:
+    """Measure, write the ``train-<device kind>`` section into ``job.output`` (if any), return it."""
+    from .markdown import update_markdown
+
+    rows = measure_train_speed(job)
+    body = format_train_speed(rows, command=" ".join(["daflow-vfx bench train", *job.cli_args()]))
+    if job.output:
+        update_markdown(job.output, f"train-{job.device.split(':')[0]}", body)
+    return body

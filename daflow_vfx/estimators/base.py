@@ -23,16 +23,6 @@ class WindowFlows:
     confidence_backward: np.ndarray | None = None  # [F-1, H, W] in [0, 1]
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """One line of ``daflow-vfx models``."""
-
-    name: str
-    description: str
-    params: int | None
-    weights_present: bool
-
-
 class FlowEstimator(abc.ABC):
     """Window of frames in, flows (and optionally confidence) out.
 

@@ -177,27 +177,18 @@ class DeepFlowEstimator(OpenCVPairwiseEstimator):
         return self._deepflow.calc(first, second, None)  # [H, W, 2]
 
 
-def _check_no_weights(name: str, weights: str | None) -> None:
+_CLASSES: dict[str, type[OpenCVPairwiseEstimator]] = {
+    "dis": DISEstimator,
+    "farneback": FarnebackEstimator,
+    "deepflow": DeepFlowEstimator,
+}
+
+
+def make_classical(
+    *, name: str, device: str = "cpu", dtype: str = "float32", weights: str | None = None, **_: Any
+) -> OpenCVPairwiseEstimator:
+    """The registry's factory for the OpenCV methods (``name``: dis, farneback or deepflow)."""
     if weights is not None:
-        raise ModelError(f"{name} is a classical method and takes no weights; drop --weights {weights}")
-
-
-def make_dis(
-    *, device: str = "cpu", dtype: str = "float32", weights: str | None = None, **_: Any
-) -> DISEstimator:
-    _check_no_weights("dis", weights)
-    return DISEstimator(device=device, dtype=dtype)
-
-
-def make_farneback(
-    *, device: str = "cpu", dtype: str = "float32", weights: str | None = None, **_: Any
-) -> FarnebackEstimator:
-    _check_no_weights("farneback", weights)
-    return FarnebackEstimator(device=device, dtype=dtype)
-
-
-def make_deepflow(
-    *, device: str = "cpu", dtype: str = "float32", weights: str | None = None, **_: Any
-) -> DeepFlowEstimator:
-    _check_no_weights("deepflow", weights)
-    return DeepFlowEstimator(device=device, dtype=dtype)
+        raise ModelError(f"{name} is a classical method and takes no weights; drop `weights` {weights}",
+                         param="weights")
+    return _CLASSES[name](device=device, dtype=dtype)

@@ -443,9 +443,9 @@ def _to_numpy(*tensors, cuda: bool) -> list[np.ndarray]:
     return [h.numpy() for h in hosts]
 
 
-def _make(
-    name: str,
+def make_daflow(
     *,
+    name: str,
     device: str = "cpu",
     dtype: str = "float32",
     weights: str | None = None,
@@ -453,6 +453,8 @@ def _make(
     allow_random: bool = False,
     compile: bool = False,
 ) -> DAFlowEstimator:
+    """The registry's factory for every DA-Flow variant: its network with its weights (see
+    :func:`~daflow_vfx.model.weights.build_model`), behind the estimator contract."""
     from ..engine import resolve_device
     from ..model.weights import build_model, flow_init_of
 
@@ -468,23 +470,3 @@ def _make(
         iters=iters or entry.iters,
         compile=compile,
     )
-
-
-def make_daflow_compact(**kw) -> DAFlowEstimator:
-    return _make("daflow-compact", **kw)
-
-
-def make_daflow_compact_cnn(**kw) -> DAFlowEstimator:
-    return _make("daflow-compact-cnn", **kw)
-
-
-def make_daflow_compact_noprior(**kw) -> DAFlowEstimator:
-    return _make("daflow-compact-noprior", **kw)
-
-
-def make_daflow_compact_cnn_noprior(**kw) -> DAFlowEstimator:
-    return _make("daflow-compact-cnn-noprior", **kw)
-
-
-def make_daflow_full(**kw) -> DAFlowEstimator:
-    return _make("daflow-full", **kw)

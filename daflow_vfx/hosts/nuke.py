@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from daflow_vfx.errors import OutputError, UsageError
+from daflow_vfx.hosts import shipped_folder
 
 __all__ = [
     "CHANNELS",
@@ -344,22 +345,8 @@ def run_render(argv: Sequence[str], *, progress: Callable[[int], None] | None = 
 def plugin_dir() -> Path:
     """The Nuke plugin folder: ``daflow_vfx/plugins_nuke`` in an installed package, or the checkout's
     ``plugins/nuke`` (editable installs)."""
-    import importlib.util
-
-    candidates: list[Path] = []
-    try:
-        spec = importlib.util.find_spec("daflow_vfx.plugins_nuke")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is not None and spec.submodule_search_locations:
-        candidates.extend(Path(p) for p in spec.submodule_search_locations)
-    package = Path(__file__).resolve().parent.parent  # daflow_vfx/
-    candidates += [package / "plugins_nuke", package.parent / "plugins" / "nuke"]
-    for candidate in candidates:
-        if (candidate / "menu.py").is_file() and (candidate / "gizmos").is_dir():
-            return candidate
-    raise OutputError(f"the Nuke plugin folder is missing from this installation ({package}); reinstall "
-                      "daflow-vfx")
+    return shipped_folder("plugins_nuke", ("plugins", "nuke"), what="the Nuke plugin folder",
+                          looks_right=lambda d: (d / "menu.py").is_file() and (d / "gizmos").is_dir())
 
 
 def init_block(plugin_path: str | os.PathLike, *, executable: str | None = None) -> str:

@@ -1,10 +1,10 @@
-"""Weights registry and strict safetensors loading.
+"""Strict safetensors loading of the registry's learned models.
 
-A :class:`WeightsEntry` names a model variant, the factory that builds it, the shipped weights
-file (relative to ``daflow_vfx/weights/``) with its sha256, a metadata dict (parameters, recipe,
-evaluation) and the input transform that maps display-referred [0, 1] frames to what the
-network's ``forward()`` expects. Nothing here downloads: weights are shipped in the package or
-read from a local path the user gives.
+What each variant is (network factory, shipped file, sha256, iterations, prior, input transform) is
+:mod:`daflow_vfx.registry`; this module builds a variant's network and loads weights into it, strictly
+and sha-checked. Nothing here downloads: weights are shipped in the package or read from a local path
+the user gives. ``REGISTRY``, ``get_entry``, ``InputTransform``, ``FLOW_INITS`` and ``WEIGHTS_DIR`` are
+the registry's, under the names training and the tests import them by.
 """
 
 from __future__ import annotations
@@ -12,122 +12,37 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..errors import ModelError, WeightsError
-from .daflow import DAFlow, daflow_compact, daflow_compact_cnn, daflow_full
+from ..errors import WeightsError
+from ..registry import FLOW_INITS, WEIGHTS_DIR, InputTransform, NetworkEntry, network_entry, runnable_names
+from ..registry import NETWORKS as REGISTRY
+from .daflow import DAFlow
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-
-
-@dataclass(frozen=True)
-class InputTransform:
-    """Display-referred [0, 1] RGB to the network's input: ``(x - mean) / std``.
-
-    Kept outside ``forward()`` so colour handling lives at the boundary (see ``daflow_vfx.color``).
-    """
-
-    mean: float = 0.5
-    std: float = 0.5
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-
-# Initial flows a variant can be trained to refine. "dis": OpenCV DIS (medium) on the same frames,
-# computed at the boundary (estimators/daflow.py, train/data.py) and passed as ``flow_init``; the
-# network then learns a correction to a classical estimate instead of flow from nothing.
-FLOW_INITS = ("dis",)
+__all__ = [
+    "FLOW_INITS",
+    "REGISTRY",
+    "WEIGHTS_DIR",
+    "InputTransform",
+    "build_model",
+    "flow_init_of",
+    "get_entry",
+    "load_full_from_folder",
+    "load_state_strict",
+    "load_weights",
+    "read_metadata",
+    "save_weights",
+    "sha256_file",
+]
 
 
-@dataclass(frozen=True)
-class WeightsEntry:
-    name: str
-    description: str
-    factory: Callable[[], DAFlow]
-    file: str | None  # relative to WEIGHTS_DIR; None when weights only come from a user path
-    sha256: str | None
-    transform: InputTransform = InputTransform()
-    metadata: Mapping[str, str] = field(default_factory=dict)
-    flow_init: str | None = None  # one of FLOW_INITS when the shipped weights refine an initial flow
-    # Refinement iterations when the caller gives none: what the shipped weights were evaluated with.
-    iters: int = 12
-
-    @property
-    def path(self) -> Path | None:
-        return None if self.file is None else WEIGHTS_DIR / self.file
-
-    def weights_present(self) -> bool:
-        return self.path is not None and self.path.is_file()
-
-
-REGISTRY: dict[str, WeightsEntry] = {
-    "daflow-compact": WeightsEntry(
-        name="daflow-compact",
-        description="DA-Flow compact (~14 M params): lifted MM-DiT on pixel patches + CNN + RAFT refinement",
-        factory=daflow_compact,
-        file="daflow_compact.safetensors",
-        sha256="9c62b72dd5981ba1e1668b3393a7a3e2187a813d893cda0a3584223c38a69894",
-        flow_init="dis",
-        # Trained with 6 and refining DIS, these weights are most accurate with few iterations
-        # (flow-dev EPE clean / severe, `daflow-vfx bench accuracy --iters N`; session-4 weights:
-        # 2 -> 2.12 / 2.97, 4 -> 2.15 / 2.93; session-3 weights: 2 -> 2.22 / 3.15, 4 -> 2.27 / 3.17,
-        # 6 -> 2.30 / 3.18, 12 -> 2.44 / 3.27). 4: the better of the two on degraded footage.
-        iters=4,
-    ),
-    "daflow-compact-cnn": WeightsEntry(
-        name="daflow-compact-cnn",
-        description="ablation: daflow-compact without the diffusion branch (CNN + refinement only)",
-        factory=daflow_compact_cnn,
-        file="daflow_compact_cnn.safetensors",
-        # Step 900 of configs/train_compact_cnn.yaml: the same stage-2 budget as daflow-compact's
-        # session-2 step-900 checkpoint (git show 05a87cb:docs/training/checkpoints/...), the
-        # same-budget comparison in docs/benchmarks.md.
-        sha256="03931defbb326941d74edfe3bc6720ebb6c587f7dc36c7f8c494b45a03034726",
-        flow_init="dis",
-        iters=4,  # evaluated as daflow-compact is
-    ),
-    # Prior-free variants: the same networks predicting their own flow from zero, as RAFT and the
-    # DA-Flow paper do. DIS fails on large motion (40 to 190 px on flow-large) and costs about 0.3 s
-    # of host time per 1080p window; these are trained on a lent GPU by the prepared device run
-    # (tools/device/train.sh, configs/train_gpu_*.yaml), which starts from the DIS-refining weights above.
-    # Their files appear once a device run has returned and been committed.
-    "daflow-compact-noprior": WeightsEntry(
-        name="daflow-compact-noprior",
-        description="DA-Flow compact predicting its own flow (no DIS prior); GPU-trained",
-        factory=daflow_compact,
-        file="daflow_compact_noprior.safetensors",
-        sha256=None,
-        iters=12,
-    ),
-    "daflow-compact-cnn-noprior": WeightsEntry(
-        name="daflow-compact-cnn-noprior",
-        description="ablation: daflow-compact-noprior without the diffusion branch, same GPU budget",
-        factory=daflow_compact_cnn,
-        file="daflow_compact_cnn_noprior.safetensors",
-        sha256=None,
-        iters=12,
-    ),
-    "daflow-full": WeightsEntry(
-        name="daflow-full",
-        description="DA-Flow full (DiT4SR / SD3.5-medium dims, ~2.2 B transformer); local weights only",
-        factory=daflow_full,
-        file=None,
-        sha256=None,
-    ),
-}
-
-
-def get_entry(name: str) -> WeightsEntry:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise ModelError(f"unknown model {name!r}; choose one of: {', '.join(sorted(REGISTRY))}") from None
+def get_entry(name: str) -> NetworkEntry:
+    """The registry entry of a learned model (ModelError for unknown and classical names)."""
+    return network_entry(name)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -159,7 +74,7 @@ def save_weights(
     return sha256_file(path)
 
 
-def flow_init_of(entry: WeightsEntry, weights: str | os.PathLike | None) -> str | None:
+def flow_init_of(entry: NetworkEntry, weights: str | os.PathLike | None) -> str | None:
     """The initial flow the weights expect: a weights file says so in its metadata (``flow_init``);
     without a file (random weights, tests) the registry entry decides."""
     path = Path(weights) if weights is not None else entry.path
@@ -272,7 +187,7 @@ def load_full_from_folder(model: DAFlow, folder: str | os.PathLike) -> str:
 
 def build_model(
     name: str, *, weights: str | os.PathLike | None = None, allow_random: bool = False
-) -> tuple[DAFlow, WeightsEntry, str | None]:
+) -> tuple[DAFlow, NetworkEntry, str | None]:
     """Build a registered variant and load its weights; return (model, entry, weights sha256).
 
     ``weights`` overrides the shipped file (a safetensors file, or a folder for daflow-full).
@@ -283,16 +198,14 @@ def build_model(
     # Decide before building: the full variant is 2.35 B parameters (~9 GB in float32).
     if path is None or (weights is None and not path.is_file()):
         if allow_random:
-            return entry.factory(), entry, None
-        trained = [n for n, e in REGISTRY.items() if e.weights_present()]
+            return entry.build_network(), entry, None
         how = " (pass a local weights path with --weights)" if entry.file is None else f" ({path} is missing)"
         raise WeightsError(
-            f"model {name!r} has no trained weights here{how}; "
-            f"available: {', '.join(trained + ['dis', 'farneback', 'deepflow'])}"
+            f"model {name!r} has no trained weights here{how}; available: {', '.join(runnable_names())}"
         )
     if not path.exists():
         raise WeightsError(f"{path}: weights file not found; check the path you gave")
-    model = entry.factory()
+    model = entry.build_network()
     if path.is_dir():
         digest = load_full_from_folder(model, path)
     else:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
-from ..model.weights import FLOW_INITS
+from ..registry import FLOW_INITS
 
 # Where training windows are made: "cpu" renders them with OpenCV in DataLoader workers (the
 # reference generator, with PyAV's real codecs); "device" makes whole batches as torch ops on the
@@ -65,7 +65,7 @@ class TrainConfig:
         None  # safetensors whose backbone.* keys start the backbone (e.g. a stage-1 run)
     )
     max_minutes: float | None = None
-    # "dis": the model refines OpenCV DIS's flow (a classical prior, see model.weights.FLOW_INITS);
+    # "dis": the model refines OpenCV DIS's flow (a classical prior, see registry.FLOW_INITS);
     # None: the model predicts its own flow from zero, as RAFT and the DA-Flow paper do.
     flow_init: str | None = None
     # Share of textures taken from the bundled photographs (the rest are procedural); validation
@@ -140,4 +140,36 @@ class TrainConfig:
             torch.device(dev)
         except (RuntimeError, TypeError):
             raise ConfigError(f"{source}: device {dev!r}; use cpu, cuda or cuda:N") from None
+        if kw.get("init_weights"):
+            kw["init_weights"] = shipped_weights_path(kw["init_weights"])
         return cls(**kw)
+
+
+# The recipe configs: inside an installed package (pyproject: daflow_vfx.configs is the checkout's
+# configs/), or beside the package in a checkout.
+_PACKAGE = Path(__file__).resolve().parent.parent
+RECIPE_FOLDERS = (_PACKAGE / "configs", _PACKAGE.parent / "configs")
+
+
+def find_config(path: str | os.PathLike) -> Path:
+    """``path`` as given when it exists; otherwise, for a relative path, the packaged recipe of that name
+    (``configs/compact/x.yaml`` or ``compact/x.yaml``), so the README's commands also run from a wheel.
+    A path found nowhere is returned as given: reading it is then the error that names it."""
+    given = Path(path)
+    if given.exists() or given.is_absolute():
+        return given
+    parts = given.parts[1:] if given.parts[:1] == ("configs",) else given.parts
+    found = [folder.joinpath(*parts) for folder in RECIPE_FOLDERS if parts]
+    return next((p for p in found if p.is_file()), given)
+
+
+def shipped_weights_path(value: str) -> str:
+    """A recipe's ``init_weights: daflow_vfx/weights/<file>`` (the shipped weights, named from a checkout's
+    root) as the installed file where that relative path does not exist here; any other value as given."""
+    from ..registry import WEIGHTS_DIR
+
+    given = Path(value)
+    if given.exists() or given.parts[:2] != ("daflow_vfx", "weights") or len(given.parts) < 3:
+        return value
+    installed = WEIGHTS_DIR.joinpath(*given.parts[2:])
+    return str(installed) if installed.is_file() else value

@@ -35,7 +35,7 @@ def export_run(
     if not src.is_file():
         raise WeightsError(f"{src}: no weights in this training run yet; train first")
     entry = get_entry(model)
-    net = entry.factory()
+    net = entry.build_network()
     state = {k: v for k, v in load_file(str(src)).items() if not _DEAD_KEYS.match(k)}
     load_state_strict(net, state, source=str(src))
     meta: dict[str, object] = dict(read_metadata(src))
@@ -70,7 +70,7 @@ def average_weights(
 
     if len(inputs) < 2:
         raise WeightsError("give at least two weight files to average")
-    net = get_entry(model).factory()
+    net = get_entry(model).build_network()
     total: dict[str, torch.Tensor] | None = None
     sources = []
     for path in inputs:

@@ -108,7 +108,7 @@ def merge_shards(folder: str | os.PathLike, name: str, output: str | os.PathLike
         state.update(load_file(str(p)))
     with safe_open(str(shards[0]), framework="pt") as f:
         meta: dict[str, object] = dict(f.metadata() or {})
-    net = get_entry(model).factory()
+    net = get_entry(model).build_network()
     load_state_strict(net, {k: v.float() for k, v in state.items()}, source=str(folder))
     meta.update(extra_metadata or {})
     meta["dtype"] = str(dtype).removeprefix("torch.")

@@ -127,15 +127,20 @@ def trajectories(rng: np.random.Generator, *, times: np.ndarray, tex_size: np.nd
 
 
 # --------------------------------------------------------------------------------------------- rendering
+def _pixel_grid(size: tuple[int, int], device: torch.device) -> tuple[Tensor, Tensor]:
+    """Pixel coordinates (ys [1, H, 1], xs [1, 1, W]), float32, broadcasting to [1, H, W]."""
+    height, width = size
+    ys = torch.arange(height, device=device, dtype=torch.float32).view(1, height, 1)
+    xs = torch.arange(width, device=device, dtype=torch.float32).view(1, 1, width)
+    return ys, xs
+
+
 def warp(texture: Tensor, inverse: Tensor, size: tuple[int, int], *, mirror: bool) -> Tensor:
     """Sample texture [n, C, h, w] at H^-1(x) of every pixel x: inverse [n, 3, 3] image -> texture.
 
     Beyond the texture: mirrored (the background's reflection, OpenCV's BORDER_REFLECT_101) or zero.
     """
-    height, width = size
-    dev = texture.device
-    ys = torch.arange(height, device=dev, dtype=torch.float32).view(1, height, 1)
-    xs = torch.arange(width, device=dev, dtype=torch.float32).view(1, 1, width)
+    ys, xs = _pixel_grid(size, texture.device)
     m = inverse.view(-1, 9, 1, 1)
     den = m[:, 6] * xs + m[:, 7] * ys + m[:, 8]
     u = (m[:, 0] * xs + m[:, 1] * ys + m[:, 2]) / den
@@ -148,10 +153,7 @@ def warp(texture: Tensor, inverse: Tensor, size: tuple[int, int], *, mirror: boo
 
 def relative_flow(delta: Tensor, size: tuple[int, int]) -> Tensor:
     """Flow [n, 2, H, W] of x -> M x for M = I + delta, delta [n, 3, 3] (exactly 0 where delta is 0)."""
-    height, width = size
-    dev = delta.device
-    ys = torch.arange(height, device=dev, dtype=torch.float32).view(1, height, 1)
-    xs = torch.arange(width, device=dev, dtype=torch.float32).view(1, 1, width)
+    ys, xs = _pixel_grid(size, delta.device)
     d = delta.view(-1, 9, 1, 1)
     # (M x)_0 / (M x)_2 - x = (d0 . x - x (d2 . x)) / (1 + d2 . x), written to keep zeros exact
     den_delta = d[:, 6] * xs + d[:, 7] * ys + d[:, 8]

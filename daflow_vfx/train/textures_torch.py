@@ -1,6 +1,6 @@
 """Layer textures and shape coverage for batched scenes, made on the device.
 
-The torch counterpart of the texture half of :mod:`daflow_vfx.train.data`, drawing from the same
+The torch counterpart of :mod:`daflow_vfx.train.textures`, drawing from the same
 distribution: fractal value noise (random lattices upsampled bicubically, 2 - 5 octaves) through
 random colour ramps, stripes and checkers, gradients, scattered anti-aliased shapes, and crops of
 the photographs bundled with scikit-image (:class:`PhotoBank`, loaded onto the device once). Each
@@ -23,18 +23,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from daflow_vfx.train.data import _load_photo, _photo_paths  # the reference's photo list and loader
+from daflow_vfx.train.textures import _load_photo, _photo_paths  # the reference's photo list and loader
 
 PROCEDURAL_KINDS: tuple[str, ...] = ("noise", "stripes", "gradient", "shapes")
-_PROCEDURAL_PROBS = (0.45, 0.2, 0.15, 0.2)  # as data.random_texture
-TEXTURE_BLUR = 0.5  # px, data._TEXTURE_BLUR: a lens-like band limit so resampling stays faithful
+_PROCEDURAL_PROBS = (0.45, 0.2, 0.15, 0.2)  # as textures.random_texture
+TEXTURE_BLUR = 0.5  # px, textures._TEXTURE_BLUR: a lens-like band limit so resampling stays faithful
 _PHOTO_PREFILTER = 0.6  # px; Gaussian before a crop is shrunk (up to 1.6x), in place of OpenCV's INTER_AREA
 _DETAIL_PROB = 0.3  # extra fine noise on top, so few regions are flat
 _MAX_OCTAVES = 5
 _MAX_STOPS = 5  # colour ramps have 2 - 5 stops
-_SHAPES = (8, 40)  # scattered shapes per "shapes" texture, as data._shapes_texture
+_SHAPES = (8, 40)  # scattered shapes per "shapes" texture, as textures._shapes_texture
 _SHAPE_CHUNK = 8  # shapes evaluated together: fewer, larger ops, bounded memory
-_ALPHA_MARGIN = 2.0  # px of zero coverage around a foreground shape, as data.shape_alpha
+_ALPHA_MARGIN = 2.0  # px of zero coverage around a foreground shape, as textures.shape_alpha
 _EPS = 1e-6
 
 
@@ -90,7 +90,7 @@ def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
 
 
 def hsv_colours(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """[*shape, 3] random RGB colours drawn in HSV (as data._colors), so dull and saturated both occur."""
+    """[*shape, 3] random RGB colours drawn in HSV (as textures._colors), so dull and saturated both occur."""
     h = rng.uniform(0, 6, shape)
     s, v = rng.uniform(0, 1, shape), rng.uniform(0.1, 1, shape)
     k = (np.arange(3)[::-1] * 2 + 1)  # R, G, B phase offsets 5, 3, 1
@@ -126,7 +126,7 @@ def _t(a: np.ndarray, device: torch.device) -> Tensor:
 # --------------------------------------------------------------------------------------------- procedural
 def fractal_noise(rng: np.random.Generator, generator: torch.Generator, extent: np.ndarray, h: int, w: int,
                   channels: int) -> Tensor:
-    """[n, channels, h, w] fractal value noise in [0, 1] (data.fractal_noise, batched).
+    """[n, channels, h, w] fractal value noise in [0, 1] (textures.fractal_noise, batched).
 
     Each texture's coarsest period is drawn from 6 px to half its own extent; octaves halve it
     until 2 px. Lattices are random grids sampled bicubically at texture px / period.
@@ -156,7 +156,7 @@ def fractal_noise(rng: np.random.Generator, generator: torch.Generator, extent: 
 
 
 def colour_ramp(rng: np.random.Generator, scalar: Tensor) -> Tensor:
-    """[n, 1, h, w] in [0, 1] -> [n, 3, h, w] through a random ramp of 2 - 5 colours (data._colormap)."""
+    """[n, 1, h, w] in [0, 1] -> [n, 3, h, w] through a random ramp of 2 - 5 colours (textures._colormap)."""
     n = scalar.shape[0]
     stops = rng.integers(2, _MAX_STOPS + 1, n)
     pos = np.sort(rng.random((n, _MAX_STOPS)), axis=1)
@@ -235,7 +235,8 @@ def _gradient_texture(rng: np.random.Generator, gen: torch.Generator, extent: np
 
 def _shapes_texture(rng: np.random.Generator, gen: torch.Generator, extent: np.ndarray, h: int, w: int
                     ) -> Tensor:
-    """Scattered anti-aliased discs, ellipses, boxes and strokes over a flat colour (data._shapes_texture)."""
+    """Scattered anti-aliased discs, ellipses, boxes and strokes over a flat colour
+    (textures._shapes_texture)."""
     n = extent.shape[0]
     dev = gen.device
     count = rng.integers(*_SHAPES, n)
@@ -283,7 +284,7 @@ def _shapes_texture(rng: np.random.Generator, gen: torch.Generator, extent: np.n
 
 def _photo_texture(rng: np.random.Generator, gen: torch.Generator, extent: np.ndarray, h: int, w: int,
                    bank: PhotoBank) -> Tensor:
-    """Random crops of the bundled photos (data._photo_texture): zoom 0.5 - 1.6 photo px per texture px,
+    """Random crops of the bundled photos (textures._photo_texture): zoom 0.5 - 1.6 photo px per texture px,
     flips, white-balance jitter; grey photos tinted or run through a colour ramp."""
     n = extent.shape[0]
     dev = gen.device
@@ -326,7 +327,7 @@ def random_textures(rng: np.random.Generator, generator: torch.Generator, extent
     """[n, 3, h, w] textures in [0, 1], texture i meaningful in its extent[i] = (h_i, w_i) corner.
 
     A photo with probability ``photo_fraction`` (when the bank has any), else procedural; 30 % get
-    extra fine detail; all are band-limited by :data:`TEXTURE_BLUR` (data.random_texture, batched).
+    extra fine detail; all are band-limited by :data:`TEXTURE_BLUR` (textures.random_texture, batched).
     """
     n = extent.shape[0]
     dev = generator.device
@@ -376,7 +377,7 @@ def shape_alpha(rng: np.random.Generator, sides: np.ndarray, size: int, device: 
     last = corners[:, None] - 1
     ang = np.where(k > last, np.take_along_axis(ang, last, 1), ang)
     rad = np.where(k > last, np.take_along_axis(rad, last, 1), rad) * radius[:, None]
-    # Blob: low harmonics of the radius, normalised by their maximum (sampled as data.shape_alpha does).
+    # Blob: low harmonics of the radius, normalised by their maximum (sampled as textures.shape_alpha does).
     amp = rng.uniform(0, 1, (n, 4)) * (0.35 / np.arange(1, 5))[None]
     pha = rng.uniform(0, 2 * math.pi, (n, 4))
     theta64 = np.linspace(0, 2 * math.pi, 64, endpoint=False)

@@ -12,15 +12,10 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from daflow_vfx.bench.speed import (
-    ReuseSpec,
-    SpeedJob,
-    format_table,
-    load_raft_module,
-    measure_reuse,
-    parse_sizes,
-    run_speed,
-)
+from daflow_vfx.bench.speed import SpeedJob, parse_sizes, run_speed
+from daflow_vfx.bench.speed_cases import ReuseSpec, measure_reuse
+from daflow_vfx.bench.speed_report import format_table
+from daflow_vfx.bench.torchvision_raft import load_raft_module
 from daflow_vfx.cli import main
 from daflow_vfx.errors import UsageError
 
@@ -175,7 +170,7 @@ def test_windowed_reuse_counts_feature_passes():
 
 @pytest.mark.skipif(importlib.util.find_spec("torchvision") is None, reason="torchvision not installed")
 def test_torchvision_raft_loads_and_runs():
-    from daflow_vfx.bench.speed import CaseSpec, measure_case
+    from daflow_vfx.bench.speed_cases import CaseSpec, measure_case
 
     module, how = load_raft_module()
     assert hasattr(module, "raft_small") and how

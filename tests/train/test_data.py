@@ -11,6 +11,7 @@ import torch
 
 from daflow_vfx.errors import UsageError
 from daflow_vfx.train import data as td
+from daflow_vfx.train import textures as tt
 
 SIZE = (48, 64)
 
@@ -136,10 +137,10 @@ def test_textures_and_shapes() -> None:
 
 
 def test_bundled_photos_load_without_network() -> None:
-    paths = td._photo_paths()
+    paths = tt._photo_paths()
     if not paths:
         pytest.skip("scikit-image is not installed")
-    photo = td._load_photo(paths[0])
+    photo = tt._load_photo(paths[0])
     assert photo is not None and photo.dtype == np.float32 and photo.max() <= 1.0
     # Textures come from installed packages, never from the evaluation pairs in ../shared (checked by
     # location, not by a substring of the path, which a checkout's own folder names could contain).

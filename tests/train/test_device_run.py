@@ -102,9 +102,9 @@ def test_a_binary_config_is_one_error(tmp_path):
 def test_the_prepared_configs_train_prior_free_on_the_device():
     from pathlib import Path
 
-    root = Path(__file__).parents[2] / "configs"
-    for name, model in (("train_gpu_noprior", "daflow-compact-noprior"),
-                        ("train_gpu_cnn_noprior", "daflow-compact-cnn-noprior")):
+    root = Path(__file__).parents[2] / "configs" / "compact"
+    for name, model in (("gpu-noprior384x512", "daflow-compact-noprior"),
+                        ("gpu-noprior384x512-cnn", "daflow-compact-cnn-noprior")):
         cfg = TrainConfig.from_yaml(root / f"{name}.yaml")
         assert (cfg.model, cfg.data, cfg.flow_init, cfg.device) == (model, "device", None, "cuda")
         # Both runs share one device window: their stage budgets fit inside the call's minutes.

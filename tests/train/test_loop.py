@@ -71,41 +71,50 @@ def test_training_on_cuda_without_cuda_is_a_config_error(tmp_path):
         train(cfg, progress=False)
 
 
-# Every training config in configs/: (file stem, model, whether it runs stage 1).
+# Every training config in configs/ (the recipe, one per stage) and docs/training/configs/ (each session's
+# run, as it ran): (path from the repository root, model, whether it runs stage 1, whether it runs stage 2).
 SHIPPED_CONFIGS = [
-    ("train_compact", "daflow-compact", True),
-    ("train_compact_cnn", "daflow-compact-cnn", False),
-    ("train_compact_continue", "daflow-compact", False),
-    ("train_compact_next", "daflow-compact", False),
-    ("train_compact_s4", "daflow-compact", False),
-    ("train_compact_gpu_s5", "daflow-compact", False),
-    ("train_compact_s5", "daflow-compact", False),
-    ("train_compact_gpu_next", "daflow-compact", False),
-    ("train_compact_s6", "daflow-compact", False),
-    ("train_compact_s6_crop384", "daflow-compact", False),
-    ("train_compact_s7_crop384", "daflow-compact", False),
-    ("train_compact_s8_static", "daflow-compact", False),
-    ("train_gpu_noprior", "daflow-compact-noprior", True),
-    ("train_gpu_cnn_noprior", "daflow-compact-cnn-noprior", False),
+    ("configs/compact/stage1-restoration128x160.yaml", "daflow-compact", True, False),
+    ("configs/compact/stage2-dis128x160.yaml", "daflow-compact", False, True),
+    ("configs/compact/stage2-dis128x160-cnn.yaml", "daflow-compact-cnn", False, True),
+    ("configs/compact/stage2-dis192x256.yaml", "daflow-compact", False, True),
+    ("configs/compact/stage2-dis384x512.yaml", "daflow-compact", False, True),
+    ("configs/compact/gpu-noprior384x512.yaml", "daflow-compact-noprior", True, True),
+    ("configs/compact/gpu-noprior384x512-cnn.yaml", "daflow-compact-cnn-noprior", False, True),
+    ("docs/training/configs/train_compact.yaml", "daflow-compact", True, True),
+    ("docs/training/configs/train_compact_cnn.yaml", "daflow-compact-cnn", False, True),
+    ("docs/training/configs/train_compact_continue.yaml", "daflow-compact", False, True),
+    ("docs/training/configs/train_compact_next.yaml", "daflow-compact", False, True),
+    ("docs/training/configs/train_compact_s4.yaml", "daflow-compact", False, True),
+    ("docs/training/configs/train_compact_gpu_s5.yaml", "daflow-compact", False, True),
+    ("docs/training/configs/train_compact_s5.yaml", "daflow-compact", False, True),
+    ("docs/training/configs/train_compact_gpu_next.yaml", "daflow-compact", False, True),
+    ("docs/training/configs/train_compact_s6.yaml", "daflow-compact", False, True),
+    ("docs/training/configs/train_compact_s6_crop384.yaml", "daflow-compact", False, True),
+    ("docs/training/configs/train_compact_s7_crop384.yaml", "daflow-compact", False, True),
+    ("docs/training/configs/train_compact_s8_static.yaml", "daflow-compact", False, True),
 ]
 
 
 def test_every_training_config_is_checked():
     from pathlib import Path
 
-    on_disk = {p.stem for p in (Path(__file__).parents[2] / "configs").glob("train_*.yaml")}
-    assert on_disk == {name for name, _, _ in SHIPPED_CONFIGS}
+    root = Path(__file__).parents[2]
+    on_disk = {p.relative_to(root).as_posix() for folder in ("configs", "docs/training/configs")
+               for p in (root / folder).rglob("*.yaml")}
+    on_disk.discard("configs/render-farm.yaml")  # a render preset, not a training config
+    assert on_disk == {path for path, _, _, _ in SHIPPED_CONFIGS}
 
 
-@pytest.mark.parametrize("name, model, stage1", SHIPPED_CONFIGS)
-def test_shipped_configs_parse(name, model, stage1):
+@pytest.mark.parametrize("path, model, stage1, stage2", SHIPPED_CONFIGS)
+def test_shipped_configs_parse(path, model, stage1, stage2):
     from pathlib import Path
 
-    cfg = TrainConfig.from_yaml(Path(__file__).parents[2] / "configs" / f"{name}.yaml")
+    cfg = TrainConfig.from_yaml(Path(__file__).parents[2] / path)
     def runs(stage: StageConfig) -> bool:  # a stage runs for steps or for a time budget
         return stage.steps > 0 or stage.minutes is not None
 
-    assert cfg.model == model and runs(cfg.stage1) == stage1 and runs(cfg.stage2)
+    assert cfg.model == model and runs(cfg.stage1) == stage1 and runs(cfg.stage2) == stage2
 
 
 @pytest.mark.slow
@@ -155,3 +164,23 @@ def test_average_weights_is_the_mean_and_strict(tmp_path):
     # a file of another variant fails its strict load, with its path named
     with pytest.raises(WeightsError, match="w0.safetensors: weights do not match the model: missing"):
         average_weights(pair, out, model="daflow-compact")
+
+
+def test_the_recipe_and_the_shipped_weights_are_found_from_any_folder(tmp_path, monkeypatch):
+    # what an installed package needs: `train --config configs/compact/...` and the recipes' init_weights
+    # (daflow_vfx/weights/..., named from a checkout's root) resolve outside the checkout too
+    from pathlib import Path
+
+    from daflow_vfx.registry import WEIGHTS_DIR
+    from daflow_vfx.train.config import find_config
+
+    root = Path(__file__).parents[2]
+    monkeypatch.chdir(tmp_path)
+    for name in ("configs/compact/stage2-dis384x512.yaml", "compact/stage2-dis384x512.yaml"):
+        assert find_config(name).resolve() == root / "configs" / "compact" / "stage2-dis384x512.yaml"
+    assert find_config("mine.yaml") == Path("mine.yaml")  # not found: reading it names it
+    cfg = TrainConfig.from_yaml(find_config("configs/compact/stage2-dis384x512.yaml"))
+    if (WEIGHTS_DIR / "daflow_compact.safetensors").is_file():
+        assert Path(cfg.init_weights) == WEIGHTS_DIR / "daflow_compact.safetensors"
+    stage2 = TrainConfig.from_yaml(find_config("compact/stage2-dis128x160.yaml"))
+    assert stage2.init_weights == "runs/compact-stage1/weights.safetensors"  # a run's path stays as given
