@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from daflow_vfx.errors import ConfigError, DaflowError
+from daflow_vfx.errors import ConfigError, DaflowError, Interrupted
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -86,6 +86,14 @@ class DaflowGroup(click.Group):
             name = ctx.invoked_subcommand
             command = self.get_command(ctx, name) if name else None
             raise DaflowClickError(error, option_flags(command)) from None
+        except KeyboardInterrupt:
+            # Ctrl-C outside a long command's own handler (while options are read): one Error line, not
+            # click's "Aborted!", and the shell's exit code for SIGINT.
+            import signal
+
+            stopped = Interrupted("interrupted by SIGINT (Ctrl-C); the command stopped",
+                                  signal_number=signal.SIGINT)
+            raise DaflowClickError(stopped) from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -178,8 +186,12 @@ def _option_keys(command: click.Command) -> dict[str, str]:
     return keys
 
 
-def load_preset(path: str, command: click.Command) -> dict[str, Any]:
-    """Read a YAML preset into ``{parameter name: value}``; :class:`ConfigError` for anything odd."""
+def load_preset(path: str, command: click.Command, ctx: click.Context | None = None) -> dict[str, Any]:
+    """Read a YAML preset into ``{parameter name: value}``; :class:`ConfigError` for anything odd.
+
+    With ``ctx`` every value is also converted as its option would convert it, so a value of the wrong
+    type is reported against the preset and its key, not as if the user had typed the flag.
+    """
     from daflow_vfx.yaml_io import read_yaml
 
     data = read_yaml(path, "preset")
@@ -193,6 +205,15 @@ def load_preset(path: str, command: click.Command) -> dict[str, Any]:
         allowed = ", ".join(sorted({k for k in keys if "_" not in k}))
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed keys for "
                           f"`{command.name}`: {allowed}")
+    if ctx is not None:
+        options = {p.name: p for p in command.params if isinstance(p, click.Option)}
+        for key, value in data.items():
+            try:
+                options[keys[str(key)]].type_cast_value(ctx, value)
+            except click.BadParameter as exc:
+                # exc.message, not format_message(): that one names the flag as if it had been typed
+                reason = " ".join(str(exc.message).split()).rstrip(".")
+                raise ConfigError(f"{path}: preset key {key!r}: {reason}; fix the preset") from None
     return {keys[str(k)]: v for k, v in data.items()}
 
 
@@ -200,7 +221,7 @@ def _apply_preset(ctx: click.Context, param: click.Parameter, value: str | None)
     # eager, so it runs before the other options: values given on the command line still win,
     # because click only consults default_map for options the user did not give
     if value is not None:
-        preset = load_preset(value, ctx.command)
+        preset = load_preset(value, ctx.command, ctx)
         ctx.default_map = {**(ctx.default_map or {}), **preset}
     return value
 
@@ -220,14 +241,30 @@ def config_option(func: F) -> F:
 # options shared by several commands
 
 
-def model_option(func: F) -> F:
-    from daflow_vfx.estimators import model_names, resolve_default_model
+def model_help(names: list[str] | None = None) -> str:
+    """``--model`` help from the registry: ``names`` (default: every name ``--model`` takes)."""
+    from daflow_vfx.registry import model_names, resolve_default_model
 
-    return click.option(
-        "--model", default="default", show_default=True,
-        help=f"Flow estimator: {', '.join(model_names())} (default is {resolve_default_model()}); "
-        "see `daflow-vfx models`.",
-    )(func)
+    listed = model_names() if names is None else names
+    return (f"Flow estimator: {', '.join(listed)} (default is {resolve_default_model()}); "
+            "see `daflow-vfx models`.")
+
+
+def own_iters() -> str:
+    """Each learned model's refinement iterations when none are given, from the registry: ``daflow-compact
+    4, ...``."""
+    from daflow_vfx.registry import default_iters
+
+    return ", ".join(f"{name} {n}" for name, n in default_iters().items())
+
+
+def iters_help(what: str = "Refinement iterations of a learned model") -> str:
+    """``--iters`` help from the registry: each learned model's own count, used when none is given."""
+    return f"{what} (default: the model's own: {own_iters()}); fewer is faster."
+
+
+def model_option(func: F) -> F:
+    return click.option("--model", default="default", show_default=True, help=model_help())(func)
 
 
 def device_option(func: F) -> F:
@@ -257,10 +294,7 @@ def engine_options(func: F) -> F:
             help="Local weights for --model: a .safetensors file (or the daflow-full folder with "
             "transformer/, vae/, flow/). Nothing is ever downloaded.",
         ),
-        click.option(
-            "--iters", type=click.IntRange(min=1), default=None,
-            help="Refinement iterations of a learned model (default 12); fewer is faster.",
-        ),
+        click.option("--iters", type=click.IntRange(min=1), default=None, help=iters_help()),
         device_option,
         click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
                      help="Compute precision of learned models (classical ones use float32)."),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from daflow_vfx.cli._common import colorspace_option
+from daflow_vfx.cli._signals import stops_cleanly_on_signals
 
 
 @click.command("degrade")
@@ -16,6 +17,7 @@ from daflow_vfx.cli._common import colorspace_option
 @click.option("--frames", default=None, metavar="SPEC", help="Frame spec (Deadline syntax); default all.")
 @click.option("--no-motion-blur", is_flag=True, help="Skip motion blur along the estimated motion.")
 @colorspace_option
+@stops_cleanly_on_signals
 def command(input: str, output: str, preset: str, seed: int, frames: str | None, no_motion_blur: bool,
             input_colorspace: str) -> None:
     """Degrade INPUT (sequence or video) into OUTPUT with blur, noise, JPEG and codec artifacts."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from daflow_vfx.cli._common import ProgressPrinter, device_option, layout_option, model_option
+from daflow_vfx.cli._signals import stops_cleanly_on_signals
 
 
 @click.command("demo")
@@ -14,6 +15,7 @@ from daflow_vfx.cli._common import ProgressPrinter, device_option, layout_option
 @device_option
 @layout_option(default="both")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated plate.")
+@stops_cleanly_on_signals
 def command(output_dir: str, model: str, device: str, layout: str, seed: int) -> None:
     """Make a degraded demo plate with known motion and render its vectors into DIR/vectors/."""
     from daflow_vfx.demo import DemoJob, run_demo

@@ -12,6 +12,7 @@ from daflow_vfx.cli._common import (
     layer_option,
     layout_option,
 )
+from daflow_vfx.cli._signals import stops_cleanly_on_signals
 from daflow_vfx.jobs.options import EngineOptions
 
 
@@ -26,6 +27,7 @@ from daflow_vfx.jobs.options import EngineOptions
 @layer_option
 @exr_options
 @config_option
+@stops_cleanly_on_signals
 def command(image1: str, image2: str, output: str, layout: str, engine: EngineOptions,
             input_colorspace: str, layer: str | None, compression: str, float32: bool) -> None:
     """Estimate the optical flow from IMAGE1 to IMAGE2."""

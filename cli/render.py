@@ -12,6 +12,7 @@ from daflow_vfx.cli._common import (
     layout_option,
     plate_options,
 )
+from daflow_vfx.cli._signals import stops_cleanly_on_signals
 from daflow_vfx.jobs.options import EngineOptions
 
 
@@ -30,6 +31,7 @@ from daflow_vfx.jobs.options import EngineOptions
 @click.option("--allow-gaps", is_flag=True, default=False,
               help="Hold the last frame over missing frames instead of failing.")
 @config_option
+@stops_cleanly_on_signals
 def command(input_path: str, output: str, frames: str | None, layout: str, engine: EngineOptions,
             input_colorspace: str, layer: str | None, start_frame: int, compression: str, float32: bool,
             skip_existing: bool, allow_gaps: bool) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from daflow_vfx.cli._common import ProgressPrinter, config_option, engine_options, exr_options, plate_options
+from daflow_vfx.cli._signals import stops_cleanly_on_signals
 from daflow_vfx.jobs.options import EngineOptions
 
 
@@ -40,6 +41,7 @@ from daflow_vfx.jobs.options import EngineOptions
 @plate_options
 @exr_options
 @config_option
+@stops_cleanly_on_signals
 def command(input_path: str, output: str, speed: float | None, rate: str | None, curve: str | None,
             phase: float | None, method: str, splat: str, shutter: float, shutter_samples: int, cuts: str,
             vectors: str | None, engine: EngineOptions, frames: str | None, input_colorspace: str,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from daflow_vfx.cli._common import ProgressPrinter, config_option, engine_options, exr_options, plate_options
+from daflow_vfx.cli._signals import stops_cleanly_on_signals
 from daflow_vfx.jobs.options import EngineOptions
 from daflow_vfx.vfx.camera_motion import FITS, MODES
 from daflow_vfx.vfx.stabilization import FILLS, INTERPOLATIONS, METHODS
@@ -53,6 +54,7 @@ from daflow_vfx.vfx.stabilization import FILLS, INTERPOLATIONS, METHODS
 @plate_options
 @exr_options
 @config_option
+@stops_cleanly_on_signals
 def command(input_path: str, output: str, mode: str, fit: str, method: str, smooth: float, lock: bool,
             strength: float, crop: str, margin: float, fill: str, interpolation: str, fps: float | None,
             stmap: str | None, nk: str | None, json_path: str | None, vectors: str | None,

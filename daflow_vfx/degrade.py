@@ -28,52 +28,11 @@ Everything is deterministic for a given ``seed``: parameters come from
 ``np.random.default_rng([seed, 1])``; OpenCV draws no random numbers and the encoders run
 single-threaded. The output always has the input's shape.
 
-Parameter ranges per preset (noise sigmas in 8-bit code values, i.e. units of 1/255 of the full
-range, as Real-ESRGAN quotes them; "random" samples uniformly over the union of the three
-ranges, with averaged probabilities):
-
-==============================  ================  ===================  ==================
-parameter                       mild              severe               extreme
-==============================  ================  ===================  ==================
-motion blur probability         0.5               0.7                  1.0
-shutter (fraction of a frame)   0.1 - 0.3         0.2 - 0.5            0.5 - 1.0
-kernel size (odd, px)           7 - 13            7 - 21               11 - 21
-blur 1 sigma (px)               0.2 - 1.0         0.2 - 3.0            1.5 - 4.0
-sinc probability (rounds 1/2)   0                 0.1                  0.1
-resize 1 up/down/keep prob      0.2/0.3/0.5       0.2/0.7/0.1          0/1/0
-resize 1 scale                  0.8 - 1.2         0.3 - 1.5            0.25 - 0.6
-Gaussian (vs Poisson) prob      0.5               0.5                  0.5
-grey noise probability          0.4               0.4                  0.4
-noise 1 Gaussian sigma          1 - 5             1 - 25               15 - 40
-noise 1 Poisson scale           0.05 - 0.5        0.05 - 2.5           1.0 - 3.0
-JPEG 1 quality                  70 - 95           40 - 90              30 - 50
-round 2 probability             0.3               1.0                  1.0
-blur 2 probability              0.5               0.8                  1.0
-blur 2 sigma (px)               0.2 - 0.6         0.2 - 1.5            0.5 - 2.0
-resize 2 up/down/keep prob      0.2/0.3/0.5       0.3/0.4/0.3          0/1/0
-resize 2 scale                  0.8 - 1.2         0.3 - 1.2            0.25 - 0.6
-noise 2 Gaussian sigma          1 - 3             1 - 20               10 - 25
-noise 2 Poisson scale           0.05 - 0.3        0.05 - 2.0           0.5 - 2.5
-final sinc probability          0.1               0.8                  0.8
-final JPEG quality              75 - 95           40 - 90              30 - 50
-video compression probability   0.7               0.8                  1.0
-codecs (weight)                 libx264           libx264 .5, mpeg4    libx264 .5,
-                                                  .25, vp9 .15,        mpeg4 .5
-                                                  mpeg2video .1
-CRF (x264 scale)                18 - 26           26 - 35              35 - 45
-bits per pixel (mpeg4/mpeg2)    0.3 - 0.6         0.08 - 0.3           0.02 - 0.06
-==============================  ================  ===================  ==================
-
-Fixed everywhere (Real-ESRGAN's values): kernel type probabilities iso .45, aniso .25,
-generalized iso .12, generalized aniso .03, plateau iso .12, plateau aniso .03; generalized
-beta 0.5 - 4, plateau beta 1 - 2; sinc cut-off pi/3 - pi (pi/5 - pi for kernels of 13 px and
-more); resize interpolation area / bilinear / bicubic with equal odds; x264 speed preset
-ultrafast / veryfast / fast / medium; GOP 8 - 250 frames; 24 fps.
+The parameters and their ranges per preset are :mod:`daflow_vfx.degrade_params`; this module applies them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import logging
 import math
@@ -85,314 +44,58 @@ from fractions import Fraction
 import cv2
 import numpy as np
 
+from daflow_vfx.degrade_params import (
+    _ISOTROPIC,
+    _U8_MAX,
+    BLUR_KINDS,
+    INTERPOLATIONS,
+    PRESETS,
+    VIDEO_CODECS,
+    BlurParams,
+    DegradeParams,
+    Drift,
+    FinalParams,
+    MotionBlurParams,
+    NoiseParams,
+    StageParams,
+    VideoParams,
+    sample_params,
+)
 from daflow_vfx.errors import DaflowError, UsageError
+
+# The parameters (degrade_params.py) are part of this module's interface: degrade_clip(params=...) takes them.
+__all__ = [
+    "BLUR_KINDS",
+    "INTERPOLATIONS",
+    "PRESETS",
+    "VIDEO_CODECS",
+    "BlurParams",
+    "DegradeJob",
+    "DegradeParams",
+    "FinalParams",
+    "MotionBlurParams",
+    "NoiseParams",
+    "StageParams",
+    "VideoParams",
+    "compress_video",
+    "degrade_clip",
+    "degrade_plate",
+    "gaussian_family_kernel",
+    "motion_blur",
+    "run_degrade",
+    "sample_params",
+    "sinc_kernel",
+]
 
 logger = logging.getLogger(__name__)
 
-PRESETS: tuple[str, ...] = ("mild", "severe", "extreme", "random")
-BLUR_KINDS: tuple[str, ...] = (
-    "iso",
-    "aniso",
-    "generalized_iso",
-    "generalized_aniso",
-    "plateau_iso",
-    "plateau_aniso",
-)
-VIDEO_CODECS: tuple[str, ...] = ("libx264", "mpeg4", "mpeg2video", "libvpx-vp9")
-INTERPOLATIONS: tuple[str, ...] = ("area", "linear", "cubic")
-
-_KERNEL_PROBS = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)  # Real-ESRGAN's mix, in BLUR_KINDS order
-_ISOTROPIC = ("iso", "generalized_iso", "plateau_iso")
 _CV2_INTERP = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
-# 8-bit code values: the unit Real-ESRGAN quotes noise in, and what JPEG and the video codecs store.
-_U8_MAX = float(np.iinfo(np.uint8).max)
 # Real-ESRGAN's Poisson noise treats the image as counts of 2**ceil(log2(#levels)) = 256 for 8-bit content.
 _POISSON_PEAK = 256.0
-_DRIFT = 0.15  # a drifting parameter moves at most this fraction of its range over a clip
 _NOISE_STREAM = 1  # default_rng([seed, _NOISE_STREAM]) draws the per-frame noise
 _MIN_SIDE = 8  # resizes never go below this many pixels, so kernels and codecs stay meaningful
 _VIDEO_FPS = 24
-_X264_PRESETS = ("ultrafast", "veryfast", "fast", "medium")
 _CONTAINERS = {"libx264": "mp4", "mpeg4": "avi", "mpeg2video": "mpeg", "libvpx-vp9": "webm"}
-
-Drift = tuple[float, float]  # (value at the first frame, value at the last frame), linear in between
-
-
-# --------------------------------------------------------------------------------------------- parameters
-@dataclass(frozen=True)
-class BlurParams:
-    """One blur kernel, rebuilt per frame from the drifting values.
-
-    ``kind`` is one of :data:`BLUR_KINDS` or ``"sinc"``. Gaussian-family kernels use
-    ``sigma_x``/``sigma_y`` (px, 0.2 - 4) along axes rotated by ``angle`` (radians) and the shape
-    ``beta`` (generalized 0.5 - 4, plateau 1 - 2, ignored otherwise); the sinc filter uses the
-    cut-off ``omega_c`` (radians per pixel, pi/5 - pi).
-    """
-
-    kind: str
-    size: int  # odd kernel side, 7 - 21 px
-    sigma_x: Drift = (1.0, 1.0)
-    sigma_y: Drift = (1.0, 1.0)
-    angle: float = 0.0
-    beta: float = 1.0
-    omega_c: Drift = (math.pi, math.pi)
-
-
-@dataclass(frozen=True)
-class NoiseParams:
-    """Additive noise: ``kind`` "gaussian" (``level`` = sigma as a fraction of full range) or
-    "poisson" (``level`` = Real-ESRGAN's scale, 0.05 - 3); ``gray`` uses one noise field for
-    all three channels."""
-
-    kind: str
-    gray: bool
-    level: Drift
-
-
-@dataclass(frozen=True)
-class StageParams:
-    """One round of the second-order model: blur, resize, noise, JPEG (each optional)."""
-
-    blur: BlurParams | None
-    scale: float  # output size relative to the ORIGINAL frame size (1.0 = no resize)
-    interpolation: str  # one of INTERPOLATIONS
-    noise: NoiseParams | None
-    jpeg_quality: Drift | None  # 30 - 95; None in round 2, whose JPEG is the final one
-
-
-@dataclass(frozen=True)
-class FinalParams:
-    """Resize back to the original size with an optional sinc filter, and the last JPEG."""
-
-    sinc: BlurParams | None
-    interpolation: str
-    jpeg_quality: Drift
-    jpeg_first: bool  # True: JPEG then resize+sinc; False: resize+sinc then JPEG
-
-
-@dataclass(frozen=True)
-class VideoParams:
-    """Whole-clip compression through PyAV.
-
-    CRF codecs (libx264, libvpx-vp9) use ``crf`` on x264's 0 - 51 scale (VP9's 0 - 63
-    scale is mapped from it); bit-rate codecs (mpeg4, mpeg2video) use ``bits_per_pixel`` per
-    frame, times width x height x 24 fps.
-    """
-
-    codec: str  # one of VIDEO_CODECS
-    crf: float
-    bits_per_pixel: float
-    speed_preset: str  # x264 preset
-    gop: int  # frames between key frames
-
-
-@dataclass(frozen=True)
-class MotionBlurParams:
-    """Box shutter open for ``shutter`` (0 - 1) of the frame interval, at most ``max_samples`` taps."""
-
-    shutter: Drift
-    max_samples: int = 16
-
-
-@dataclass(frozen=True)
-class DegradeParams:
-    """Everything :func:`degrade_clip` does to a clip; :func:`sample_params` draws one per preset."""
-
-    preset: str
-    motion_blur: MotionBlurParams | None
-    first: StageParams
-    second: StageParams | None
-    final: FinalParams
-    video: VideoParams | None
-
-
-@dataclass(frozen=True)
-class _Ranges:
-    """Sampling ranges of one preset (see the module docstring's table)."""
-
-    motion_blur_prob: float
-    shutter: tuple[float, float]
-    kernel_size: tuple[int, int]
-    blur1_sigma: tuple[float, float]
-    sinc_prob: float
-    resize1_probs: tuple[float, float, float]  # up, down, keep
-    resize1_scale: tuple[float, float]
-    gaussian_prob: float
-    gray_prob: float
-    noise1_sigma: tuple[float, float]  # 8-bit code values
-    noise1_poisson: tuple[float, float]
-    jpeg1: tuple[float, float]
-    second_prob: float
-    blur2_prob: float
-    blur2_sigma: tuple[float, float]
-    resize2_probs: tuple[float, float, float]
-    resize2_scale: tuple[float, float]
-    noise2_sigma: tuple[float, float]
-    noise2_poisson: tuple[float, float]
-    final_sinc_prob: float
-    jpeg_final: tuple[float, float]
-    video_prob: float
-    codecs: tuple[tuple[str, float], ...]
-    crf: tuple[float, float]
-    bits_per_pixel: tuple[float, float]
-
-
-_PRESET_RANGES: dict[str, _Ranges] = {
-    "mild": _Ranges(
-        motion_blur_prob=0.5, shutter=(0.1, 0.3), kernel_size=(7, 13), blur1_sigma=(0.2, 1.0), sinc_prob=0.0,
-        resize1_probs=(0.2, 0.3, 0.5), resize1_scale=(0.8, 1.2), gaussian_prob=0.5, gray_prob=0.4,
-        noise1_sigma=(1.0, 5.0), noise1_poisson=(0.05, 0.5), jpeg1=(70.0, 95.0), second_prob=0.3,
-        blur2_prob=0.5, blur2_sigma=(0.2, 0.6), resize2_probs=(0.2, 0.3, 0.5), resize2_scale=(0.8, 1.2),
-        noise2_sigma=(1.0, 3.0), noise2_poisson=(0.05, 0.3), final_sinc_prob=0.1, jpeg_final=(75.0, 95.0),
-        video_prob=0.7, codecs=(("libx264", 1.0),), crf=(18.0, 26.0), bits_per_pixel=(0.3, 0.6),
-    ),
-    "severe": _Ranges(
-        motion_blur_prob=0.7, shutter=(0.2, 0.5), kernel_size=(7, 21), blur1_sigma=(0.2, 3.0), sinc_prob=0.1,
-        resize1_probs=(0.2, 0.7, 0.1), resize1_scale=(0.3, 1.5), gaussian_prob=0.5, gray_prob=0.4,
-        noise1_sigma=(1.0, 25.0), noise1_poisson=(0.05, 2.5), jpeg1=(40.0, 90.0), second_prob=1.0,
-        blur2_prob=0.8, blur2_sigma=(0.2, 1.5), resize2_probs=(0.3, 0.4, 0.3), resize2_scale=(0.3, 1.2),
-        noise2_sigma=(1.0, 20.0), noise2_poisson=(0.05, 2.0), final_sinc_prob=0.8, jpeg_final=(40.0, 90.0),
-        video_prob=0.8,
-        codecs=(("libx264", 0.5), ("mpeg4", 0.25), ("libvpx-vp9", 0.15), ("mpeg2video", 0.1)),
-        crf=(26.0, 35.0), bits_per_pixel=(0.08, 0.3),
-    ),
-    "extreme": _Ranges(
-        motion_blur_prob=1.0, shutter=(0.5, 1.0), kernel_size=(11, 21), blur1_sigma=(1.5, 4.0), sinc_prob=0.1,
-        resize1_probs=(0.0, 1.0, 0.0), resize1_scale=(0.25, 0.6), gaussian_prob=0.5, gray_prob=0.4,
-        noise1_sigma=(15.0, 40.0), noise1_poisson=(1.0, 3.0), jpeg1=(30.0, 50.0), second_prob=1.0,
-        blur2_prob=1.0, blur2_sigma=(0.5, 2.0), resize2_probs=(0.0, 1.0, 0.0), resize2_scale=(0.25, 0.6),
-        noise2_sigma=(10.0, 25.0), noise2_poisson=(0.5, 2.5), final_sinc_prob=0.8, jpeg_final=(30.0, 50.0),
-        video_prob=1.0, codecs=(("libx264", 0.5), ("mpeg4", 0.5)), crf=(35.0, 45.0),
-        bits_per_pixel=(0.02, 0.06),
-    ),
-}
-
-
-def _union(ranges: Sequence[_Ranges]) -> _Ranges:
-    """The "random" preset: every range spans the union of the presets', probabilities averaged."""
-    values = {}
-    for field in dataclasses.fields(_Ranges):
-        items = [getattr(r, field.name) for r in ranges]
-        if field.name == "codecs":
-            weights: dict[str, float] = {}
-            for item in items:
-                for codec, w in item:
-                    weights[codec] = weights.get(codec, 0.0) + w / len(items)
-            values[field.name] = tuple(sorted(weights.items()))
-        elif field.name.endswith("_probs"):
-            values[field.name] = tuple(float(np.mean([it[k] for it in items])) for k in range(3))
-        elif isinstance(items[0], tuple):
-            values[field.name] = (min(it[0] for it in items), max(it[1] for it in items))
-        else:
-            values[field.name] = float(np.mean(items))
-    return _Ranges(**values)
-
-
-_PRESET_RANGES["random"] = _union([_PRESET_RANGES[p] for p in ("mild", "severe", "extreme")])
-
-
-# --------------------------------------------------------------------------------------------- sampling
-def _drift(rng: np.random.Generator, lo: float, hi: float) -> Drift:
-    start = float(rng.uniform(lo, hi))
-    span = (hi - lo) * _DRIFT
-    end = float(np.clip(start + rng.uniform(-span, span), lo, hi))
-    return (start, end)
-
-
-def _odd_size(rng: np.random.Generator, lo: int, hi: int) -> int:
-    return int(rng.choice(np.arange(lo | 1, hi + 1, 2)))
-
-
-def _sample_sinc(rng: np.random.Generator, size: int) -> BlurParams:
-    # Small kernels cannot represent low cut-offs, hence Real-ESRGAN's size-dependent lower bound.
-    lo = math.pi / 3 if size < 13 else math.pi / 5
-    return BlurParams(kind="sinc", size=size, omega_c=_drift(rng, lo, math.pi))
-
-
-def _sample_blur(rng: np.random.Generator, r: _Ranges, sigma: tuple[float, float]) -> BlurParams:
-    size = _odd_size(rng, *r.kernel_size)
-    if rng.random() < r.sinc_prob:
-        return _sample_sinc(rng, size)
-    kind = BLUR_KINDS[int(rng.choice(len(BLUR_KINDS), p=_KERNEL_PROBS))]
-    sigma_x = _drift(rng, *sigma)
-    if kind in _ISOTROPIC:
-        sigma_y, angle = sigma_x, 0.0
-    else:
-        sigma_y, angle = _drift(rng, *sigma), float(rng.uniform(-math.pi, math.pi))
-    beta = 1.0
-    if kind.startswith("generalized"):
-        # Real-ESRGAN: half the kernels sharper-peaked (beta < 1), half flatter (beta > 1).
-        beta = float(rng.uniform(0.5, 1.0) if rng.random() < 0.5 else rng.uniform(1.0, 4.0))
-    elif kind.startswith("plateau"):
-        beta = float(rng.uniform(1.0, 2.0))
-    return BlurParams(kind=kind, size=size, sigma_x=sigma_x, sigma_y=sigma_y, angle=angle, beta=beta)
-
-
-def _sample_scale(rng: np.random.Generator, probs: tuple[float, float, float], rng_scale: tuple[float, float]
-                  ) -> float:
-    mode = int(rng.choice(3, p=np.asarray(probs) / sum(probs)))
-    lo, hi = rng_scale
-    if mode == 0 and hi > 1.0:
-        return float(rng.uniform(max(lo, 1.0), hi))
-    if mode == 1 and lo < 1.0:
-        return float(rng.uniform(lo, min(hi, 1.0)))
-    return 1.0
-
-
-def _sample_noise(rng: np.random.Generator, r: _Ranges, sigma: tuple[float, float],
-                  poisson: tuple[float, float]) -> NoiseParams:
-    gaussian = rng.random() < r.gaussian_prob
-    gray = bool(rng.random() < r.gray_prob)
-    if gaussian:
-        start, end = _drift(rng, *sigma)
-        return NoiseParams(kind="gaussian", gray=gray, level=(start / _U8_MAX, end / _U8_MAX))
-    return NoiseParams(kind="poisson", gray=gray, level=_drift(rng, *poisson))
-
-
-def _interp(rng: np.random.Generator) -> str:
-    return INTERPOLATIONS[int(rng.integers(len(INTERPOLATIONS)))]
-
-
-def sample_params(preset: str, rng: np.random.Generator) -> DegradeParams:
-    """Draw one clip's degradation from ``preset`` (one of :data:`PRESETS`; ranges in the module doc)."""
-    if preset not in _PRESET_RANGES:
-        raise UsageError(f"unknown degradation preset {preset!r}; use one of {', '.join(PRESETS)}")
-    r = _PRESET_RANGES[preset]
-    motion = None
-    if rng.random() < r.motion_blur_prob:
-        motion = MotionBlurParams(shutter=_drift(rng, *r.shutter))
-    first = StageParams(
-        blur=_sample_blur(rng, r, r.blur1_sigma),
-        scale=_sample_scale(rng, r.resize1_probs, r.resize1_scale),
-        interpolation=_interp(rng),
-        noise=_sample_noise(rng, r, r.noise1_sigma, r.noise1_poisson),
-        jpeg_quality=_drift(rng, *r.jpeg1),
-    )
-    second = None
-    if rng.random() < r.second_prob:
-        second = StageParams(
-            blur=_sample_blur(rng, r, r.blur2_sigma) if rng.random() < r.blur2_prob else None,
-            scale=_sample_scale(rng, r.resize2_probs, r.resize2_scale),
-            interpolation=_interp(rng),
-            noise=_sample_noise(rng, r, r.noise2_sigma, r.noise2_poisson),
-            jpeg_quality=None,
-        )
-    sinc = _sample_sinc(rng, _odd_size(rng, 7, 21)) if rng.random() < r.final_sinc_prob else None
-    final = FinalParams(sinc=sinc, interpolation=_interp(rng), jpeg_quality=_drift(rng, *r.jpeg_final),
-                        jpeg_first=bool(rng.random() < 0.5))
-    video = None
-    if rng.random() < r.video_prob:
-        names = [c for c, _ in r.codecs]
-        weights = np.asarray([w for _, w in r.codecs])
-        video = VideoParams(
-            codec=names[int(rng.choice(len(names), p=weights / weights.sum()))],
-            crf=float(rng.uniform(*r.crf)),
-            bits_per_pixel=float(rng.uniform(*r.bits_per_pixel)),
-            speed_preset=_X264_PRESETS[int(rng.integers(len(_X264_PRESETS)))],
-            gop=int(rng.integers(8, 251)),
-        )
-    return DegradeParams(preset=preset, motion_blur=motion, first=first, second=second, final=final,
-                         video=video)
 
 
 # --------------------------------------------------------------------------------------------- kernels
@@ -657,25 +360,30 @@ def degrade_plate(input_path: str | os.PathLike, output_pattern: str | os.PathLi
     (each chunk is its own video stream) so long plates fit in memory. Returns the written paths.
     """
     from daflow_vfx.color import from_display, resolve_colorspace, to_display
-    from daflow_vfx.frames import SequencePattern, parse_frame_spec
+    from daflow_vfx.frames import SequencePattern, parse_frames_option
     from daflow_vfx.io import open_plate
     from daflow_vfx.io.images import write_image
+    from daflow_vfx.jobs.safety import check_outputs
 
     pattern = SequencePattern.parse(output_pattern)
     if pattern is None:
         raise UsageError(f"{output_pattern}: the output needs a frame token, e.g. degraded.####.png")
     params = sample_params(preset, np.random.default_rng(seed))
     written: list[str] = []
-    with open_plate(input_path) as plate:
+    # gaps count only where this job reads: a chunk is not failed by a gap elsewhere
+    with open_plate(input_path, allow_gaps=True) as plate:
         available = list(plate.info.frames)
         if frames is None:
             wanted = available
         else:
-            wanted = parse_frame_spec(frames) if isinstance(frames, str) else sorted(set(frames))
+            wanted = parse_frames_option(frames) if isinstance(frames, str) else sorted(set(frames))
             missing = sorted(set(wanted) - set(available))
             if missing:
                 raise UsageError(f"{input_path}: frames {missing[:5]} are not in the plate "
-                                 f"({available[0]}-{available[-1]}); pick frames it has")
+                                 f"({available[0]}-{available[-1]}); pick frames it has", param="frames")
+        plate.info.check_gaps(wanted, allow_gaps=False)
+        # the one output-safety check: never over the plate, folders made only now that the job can run
+        check_outputs({"output": [pattern.path(n) for n in wanted]}, plate.source_files()).prepare()
         space = resolve_colorspace(colorspace, plate.info)
         to_plate_space = str(output_pattern).lower().endswith(".exr")
         for start in range(0, len(wanted), max(chunk, 1)):
@@ -705,10 +413,7 @@ class DegradeJob:
 
 
 def run_degrade(job: DegradeJob) -> list[str]:
-    from daflow_vfx.io import prepare_output_folder
-
     if job.preset not in PRESETS:
         raise UsageError(f"unknown preset {job.preset!r}; use one of {', '.join(PRESETS)}")
-    prepare_output_folder(os.path.dirname(os.path.abspath(job.output)))
     return degrade_plate(job.input, job.output, preset=job.preset, seed=job.seed, frames=job.frames,
                          colorspace=job.colorspace, motion_blur=job.motion_blur)

@@ -214,12 +214,14 @@ def run_demo(job: DemoJob, *, progress: Callable[[int, int], None] | None = None
     from daflow_vfx.io.exr import read_motion_exr
     from daflow_vfx.io.flo import read_flo
 
+    # the model and device first: a demo that cannot render must not leave a plate behind
+    engine = EngineOptions(model=job.model, device=job.device)
+    engine.resolved_device()
     prepare_output_folder(job.output_dir)
     plate, video, gt = write_demo_plate(job.output_dir, frames=job.frames, width=job.width, height=job.height,
                                         seed=job.seed)
     vectors = os.path.join(job.output_dir, "vectors", "demo.####.exr")
-    job_render = RenderJob(input=plate, output=vectors, layout=job.layout,
-                           engine=EngineOptions(model=job.model, device=job.device))
+    job_render = RenderJob(input=plate, output=vectors, layout=job.layout, engine=engine)
     report = render(job_render, progress=progress)
     errors = []
     gt_files, vector_files = SequencePattern.parse(gt), SequencePattern.parse(vectors)

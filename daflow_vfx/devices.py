@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import re
 import sys
 from collections.abc import Iterator
 
-from daflow_vfx.errors import DeviceError, UsageError
+from daflow_vfx.errors import DeviceError, UnknownDeviceError, UsageError
 from daflow_vfx.estimators import model_is_cpu_only
 from daflow_vfx.numerics import DTYPES
 
 __all__ = [
+    "check_device_name",
     "check_dtype",
     "check_engine_settings",
     "device_for_model",
     "format_memory_size",
     "is_out_of_memory",
+    "max_threads",
     "parse_memory_size",
     "release_device_memory",
     "resolve_device",
@@ -41,16 +44,28 @@ def _cuda_device_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+_DEVICE_NAME = re.compile(r"auto|cpu|cuda(?::(\d+))?")
+
+
+def check_device_name(device: str | None) -> str:
+    """The device name lower-cased, when it is one this tool knows (``auto``, ``cpu``, ``cuda``,
+    ``cuda:N``); otherwise :class:`UnknownDeviceError`, a usage mistake. Imports nothing: whether the
+    device is present is :func:`resolve_device`'s question."""
+    name = (device or "auto").strip().lower()
+    if _DEVICE_NAME.fullmatch(name) is None:
+        raise UnknownDeviceError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N", param="device")
+    return name
+
+
 def resolve_device(device: str | None) -> str:
     """``auto`` -> ``cuda`` when a GPU is present else ``cpu``; validates ``cpu``, ``cuda``, ``cuda:N``."""
-    name = (device or "auto").strip().lower()
+    name = check_device_name(device)
     if name == "auto":
         return "cuda" if _cuda_device_count() > 0 else "cpu"
     if name == "cpu":
         return "cpu"
-    match = re.fullmatch(r"cuda(?::(\d+))?", name)
-    if match is None:
-        raise DeviceError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N", param="device")
+    match = _DEVICE_NAME.fullmatch(name)
+    assert match is not None  # checked above
     count = _cuda_device_count()
     if count == 0:
         raise DeviceError(f"device {device!r} asked for, but no CUDA GPU is available here; "
@@ -125,7 +140,27 @@ def check_engine_settings(*, dtype: str, tile: int | None, tile_pad: int, thread
         raise UsageError(f"`tile_pad` must be zero or more pixels, got {tile_pad}", param="tile_pad")
     if threads is not None and int(threads) < 1:
         raise UsageError(f"`threads` must be 1 or more, got {threads}", param="threads")
+    if threads is not None and int(threads) > max_threads():
+        # torch and OpenCV would try to start them all: minutes of thread creation, then an unrelated error
+        raise UsageError(f"`threads` {threads} is more than this machine can use: at most {max_threads()} "
+                         f"({_THREADS_PER_CPU} per CPU core, {_cpu_count()} here)", param="threads")
     return parse_memory_size(max_memory)
+
+
+_THREADS_PER_CPU = 4  # oversubscription beyond this only adds switching, never speed
+
+
+def _cpu_count() -> int:
+    """CPU cores this process may run on (a farm slot's affinity, else the machine's count)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):  # not on Linux
+        return max(os.cpu_count() or 1, 1)
+
+
+def max_threads() -> int:
+    """The most CPU threads ``threads`` may ask for here."""
+    return _THREADS_PER_CPU * _cpu_count()
 
 
 @contextlib.contextmanager

@@ -82,8 +82,25 @@ class OutputError(DaflowError):
     """An output location that cannot be written."""
 
 
+class Interrupted(DaflowError):
+    """The job was stopped from outside (a farm's cancel, Ctrl-C) and cleaned up after itself.
+
+    ``exit_code`` is the shell's convention for death by that signal (128 + its number: 143 for
+    SIGTERM, 130 for SIGINT), so a farm manager still sees the task as cancelled rather than failed.
+    """
+
+    def __init__(self, message: str = "", *, signal_number: int = 15) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number
+        self.exit_code = 128 + signal_number
+
+
 class ModelError(DaflowError):
     """An unknown model name, or a model that cannot run as asked."""
+
+
+class UnknownModelError(ModelError, UsageError):
+    """A model name nobody registered: a usage mistake (exit 2), still a :class:`ModelError`."""
 
 
 class WeightsError(ModelError):
@@ -92,6 +109,11 @@ class WeightsError(ModelError):
 
 class DeviceError(DaflowError):
     """A device that was asked for but is not available."""
+
+
+class UnknownDeviceError(DeviceError, UsageError):
+    """A device name that is no device at all (``tpu``): a usage mistake (exit 2), still a
+    :class:`DeviceError`. A real device that is absent here (``cuda`` without a GPU) stays exit 1."""
 
 
 def check_choice(value: str, choices: Iterable[str], param: str) -> str:

@@ -1,8 +1,9 @@
 """Frame numbers: Deadline-style frame specs and image-sequence patterns.
 
 Frame specs follow Deadline's frame-list syntax, which farm submitters already speak:
-``1001-1100``, ``1-100x5`` (also ``step5``, ``by5``, ``:5``), ``1,5,10-20``, negative frames ``-5--1``
-and reversed ranges ``20-10``. Parsing returns a sorted list without duplicates.
+``1001-1100``, ``1-100x5`` (also ``step5``, ``by5``, ``:5``), ``1,5,10-20`` and negative frames
+``-5--1``. Parsing returns a sorted list without duplicates, so a reversed range such as ``10-1`` is
+refused rather than quietly read as ``1-10``: the order it asks for would be lost.
 
 Sequence patterns name the frame number with a token in the file name: ``name.####.exr`` (Nuke, one
 ``#`` per digit), ``name.%04d.exr`` (printf) or ``name.$F4.exr`` (Houdini). Frame numbers are formatted
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 
 from daflow_vfx.errors import FrameSpecError
 
-__all__ = ["parse_frame_spec", "format_frame_spec", "SequencePattern"]
+__all__ = ["parse_frame_spec", "parse_frames_option", "format_frame_spec", "frames_phrase", "SequencePattern"]
 
 # One term of a frame spec: a frame, or a range with an optional step.
 # Numbers may be negative, so "-5--1" is the range -5..-1.
@@ -58,14 +59,39 @@ def parse_frame_spec(spec: str) -> list[int]:
         step = int(match["step"]) if match["step"] is not None else 1
         if step <= 0:
             raise FrameSpecError(f"frame spec {spec!r}: step in {term!r} must be a positive whole number")
-        if abs(end - start) // step + 1 > _MAX_FRAMES:
+        if end < start:
+            # Frames are always rendered in ascending order, so the reverse order asked for cannot be
+            # honoured; a swapped range on a farm is far more often a typo than a wish.
+            lowest = start - (start - end) // step * step
+            ascending = f"{lowest}-{start}" + (f"x{step}" if match["step"] is not None else "")
+            raise FrameSpecError(f"frame spec {spec!r}: {term!r} runs backwards; frames are rendered in "
+                                 f"ascending order, write {ascending}")
+        if (end - start) // step + 1 > _MAX_FRAMES:
             raise FrameSpecError(f"frame spec {spec!r}: {term!r} expands to too many frames; check the range")
-        # A reversed range counts down from its first frame, as Deadline does ("20-10x3" = 20, 17, 14, 11).
-        direction = 1 if end >= start else -1
-        frames.update(range(start, end + direction, step * direction))
+        frames.update(range(start, end + 1, step))
     if not frames:
         raise FrameSpecError(f"empty frame spec {spec!r}; give frames like 1001-1100, 1-100x5 or 1,5,10-20")
     return sorted(frames)
+
+
+def parse_frames_option(spec: str, param: str = "frames") -> list[int]:
+    """:func:`parse_frame_spec` for the argument ``param``: its errors name the parameter, so the command
+    line shows the flag (an empty farm substitution reads ``--frames: empty frame spec ''``)."""
+    try:
+        return parse_frame_spec(spec)
+    except FrameSpecError as exc:
+        raise FrameSpecError(f"`{param}`: {exc}", param=param) from None
+
+
+def frames_phrase(frames: list[int], singular: str = "", plural: str = "") -> str:
+    """Frames named as a sentence reads them: ``[6]`` -> ``"frame 6 is missing"`` and ``[6, 7]`` ->
+    ``"frames 6, 7 are missing"`` for ``singular="is missing"``, ``plural="are missing"``; more than ten
+    frames are written as a spec (``frames 1-40,45``)."""
+    values = sorted(set(int(f) for f in frames))
+    if len(values) == 1:
+        return f"frame {values[0]} {singular}".rstrip()
+    listed = ", ".join(str(f) for f in values) if len(values) <= 10 else format_frame_spec(values)
+    return f"frames {listed} {plural}".rstrip()
 
 
 def format_frame_spec(frames: list[int]) -> str:

@@ -25,6 +25,8 @@ def read_yaml(path: str, what: str, *, param: str | None = None) -> Any:
         raise MissingInputError(f"{path}: no such {what} file{hint}", param=param) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (not UTF-8); a {what} is YAML text") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}" if where is not None else ""

@@ -41,6 +41,7 @@ __all__ = [
     "write_motion_exr",
     "read_motion_exr",
     "is_complete_exr",
+    "read_exr_metadata",
 ]
 
 LOSSLESS_COMPRESSIONS: tuple[str, ...] = ("zip", "zips", "piz", "rle", "none")
@@ -228,29 +229,14 @@ def _read_metadata(path: str) -> dict[str, str]:
 def is_complete_exr(path: str | os.PathLike) -> bool:
     """True when ``path`` is an EXR whose every part reads in full without error.
 
-    False for a missing, truncated, corrupt or non-EXR file; ``--skip-existing`` treats those as not
-    rendered yet. This reads all pixels, because a truncated file's header is still intact.
+    False for a missing, empty, truncated, corrupt or non-EXR file; ``--skip-existing`` treats those as
+    not rendered yet. This reads all pixels, because a truncated file's header is still intact.
     """
-    import OpenImageIO as oiio
+    from daflow_vfx.io.images import reads_back
 
-    target = os.fspath(path)
-    if not os.path.isfile(target):
-        return False
-    inp = oiio.ImageInput.open(target)
-    if inp is None:
-        oiio.geterror()   # clear the thread's error so it does not leak into the next message
-        return False
-    try:
-        if inp.format_name() != "openexr":
-            return False
-        subimage = 0
-        while subimage == 0 or inp.seek_subimage(subimage, 0):
-            spec = inp.spec()
-            pixels = inp.read_image(subimage, 0, 0, spec.nchannels, "float")
-            if pixels is None or inp.geterror():
-                return False
-            subimage += 1
-        inp.geterror()
-        return True
-    finally:
-        inp.close()
+    return reads_back(path, format_name="openexr")
+
+
+def read_exr_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The ``daflow/<key>`` header attributes of an EXR, prefix stripped (CorruptFileError if unreadable)."""
+    return _read_metadata(os.fspath(path))

@@ -1,5 +1,8 @@
 """Plain image writing through OpenImageIO (EXR, PNG, TIFF, JPEG, DPX), atomic.
 
+Every file is read back in full (:func:`reads_back`) before it is renamed into place: on a full disk
+OpenImageIO's writers can report success and leave an empty or short file.
+
 Integer formats are quantised by OpenImageIO from float data (it clamps and rounds by the pixel type's
 range), so nothing here divides or multiplies by 255.
 """
@@ -15,7 +18,7 @@ import numpy as np
 from daflow_vfx.errors import OutputError, UsageError
 from daflow_vfx.io._atomic import atomic_path
 
-__all__ = ["write_image", "write_oiio_image", "EXR_COMPRESSIONS"]
+__all__ = ["write_image", "write_oiio_image", "reads_back", "EXR_COMPRESSIONS"]
 
 # OpenEXR compressions OpenImageIO knows; exr.py restricts motion vectors to the lossless ones.
 EXR_COMPRESSIONS: tuple[str, ...] = (
@@ -64,18 +67,68 @@ def write_oiio_image(path: str | os.PathLike, pixels: np.ndarray, *, channel_nam
         if out is None:
             raise OutputError(f"{target}: no writer for this extension ({_one_line(oiio.geterror())}); "
                               "use .exr, .png, .tif, .jpg or .dpx")
+        errors: list[str] = []
         try:
             if not out.open(tmp, spec):
-                raise OutputError(f"{target}: cannot open for writing ({_one_line(out.geterror())}); check "
-                                  "the folder permissions and free space")
-            if not out.write_image(data):
-                raise OutputError(f"{target}: write failed ({_one_line(out.geterror())}); check free disk "
-                                  "space")
+                raise _write_error(target, "cannot open for writing", out.geterror())
+            written = out.write_image(data)
+            errors.append(out.geterror())
         finally:
             closed = out.close()
-        if not closed:
-            raise OutputError(f"{target}: could not finish the file ({_one_line(out.geterror())}); check "
-                              "free disk space")
+        errors.append(out.geterror())
+        # Writers buffer: on a full disk a PNG or EXR can report success and leave an empty or short
+        # file (OpenImageIO only notes it in geterror). The file read back is the only proof.
+        if not (written and closed and reads_back(tmp)):
+            raise _write_error(target, "could not write the whole file", "; ".join(e for e in errors if e))
+
+
+def _write_error(target: str, what: str, detail: str) -> OutputError:
+    folder = os.path.dirname(os.path.abspath(target))
+    try:
+        full = os.statvfs(folder).f_bavail == 0
+    except OSError:
+        full = False
+    hint = "the disk is full; free some space and run the task again" if full else "check free disk space"
+    reason = f" ({_one_line(detail)})" if detail else ""
+    return OutputError(f"{target}: {what}{reason}; {hint}")
+
+
+def reads_back(path: str | os.PathLike, *, format_name: str | None = None) -> bool:
+    """True when the image at ``path`` opens and every part reads in full without an error (and, with
+    ``format_name``, is that format, e.g. ``"openexr"``). False for a missing, empty, truncated or corrupt
+    file. Reads all pixels, because a truncated file's header is still intact."""
+    import OpenImageIO as oiio
+
+    from daflow_vfx.errors import CorruptFileError
+    from daflow_vfx.io.sequence import check_declared_size
+
+    target = os.fspath(path)
+    if not os.path.isfile(target) or os.path.getsize(target) == 0:
+        return False
+    inp = oiio.ImageInput.open(target)
+    if inp is None:
+        oiio.geterror()  # clear the thread's error so it does not leak into the next message
+        return False
+    try:
+        found = inp.format_name()
+        if format_name is not None and found != format_name:
+            return False
+        if found in ("dpx", "cineon"):
+            try:
+                check_declared_size(target, "image")  # some builds read short DPX files as zeros
+            except CorruptFileError:
+                return False
+        subimage = 0
+        while subimage == 0 or inp.seek_subimage(subimage, 0):
+            spec = inp.spec()
+            pixels = inp.read_image(subimage, 0, 0, spec.nchannels, "float")
+            if pixels is None or inp.geterror():
+                return False
+            subimage += 1
+        inp.geterror()
+        return True
+    finally:
+        inp.close()
 
 
 def _one_line(message: str) -> str:

@@ -7,16 +7,20 @@ sequence. Frames come out as float32 ``[H, W, 3]`` in the plate's own colour spa
 
 from __future__ import annotations
 
+import logging
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 
 import numpy as np
 
-from daflow_vfx.errors import MissingInputError, SequenceTooShortError
+from daflow_vfx.errors import MissingFramesError, MissingInputError, SequenceTooShortError
 
 __all__ = ["PlateInfo", "Plate", "open_plate", "VIDEO_EXTENSIONS"]
+
+logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mov", ".mkv", ".avi", ".mxf", ".webm", ".m4v")
 
@@ -38,6 +42,26 @@ class PlateInfo:
     fps: float | None
     missing: list[int] = field(default_factory=list)   # frames absent on disk (only with allow_gaps)
 
+    def check_gaps(self, needed: Iterable[int], *, allow_gaps: bool, allow_param: str | None = None) -> None:
+        """Refuse the job when a frame it reads (``needed``) is a gap on disk, unless ``allow_gaps``.
+
+        Only the frames a job reads count: a farm chunk is not failed by a gap elsewhere in the plate.
+        With ``allow_gaps`` the held frames are logged once. ``allow_param`` names the parameter that
+        would allow them, for the message (None when the job has no such option).
+        """
+        gaps = sorted(set(needed) & set(self.missing))
+        if not gaps:
+            return
+        from daflow_vfx.frames import frames_phrase
+
+        if allow_gaps:
+            logger.warning("%s: holding the previous frame over %s", self.path, frames_phrase(gaps))
+            return
+        remedy = f" or pass `{allow_param}` to hold the previous frame" if allow_param else ""
+        raise MissingFramesError(f"{self.path}: {frames_phrase(gaps, 'is missing', 'are missing')}; render "
+                                 f"{'it' if len(gaps) == 1 else 'them'}{remedy}", missing=gaps,
+                                 param=allow_param)
+
     def require_span(self, *, needs: str) -> tuple[int, int]:
         """(first, last) plate frames; SequenceTooShortError naming ``needs`` for a one-frame plate."""
         first, last = min(self.frames), max(self.frames)
@@ -50,8 +74,8 @@ class PlateInfo:
 class Plate(ABC):
     """Base class of the plate readers; use as a context manager or call :meth:`close`.
 
-    A reader sets :attr:`info` and implements :meth:`read` and :meth:`close`; a reader missing either
-    cannot be instantiated.
+    A reader sets :attr:`info` and implements :meth:`read`, :meth:`close` and :meth:`source_files`; a
+    reader missing one cannot be instantiated.
     """
 
     info: PlateInfo
@@ -63,6 +87,10 @@ class Plate(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release files and decoders; reading after close is an error."""
+
+    @abstractmethod
+    def source_files(self) -> list[str]:
+        """Every file on disk this plate reads, so a job can refuse outputs that would overwrite one."""
 
     def __enter__(self) -> Plate:
         return self

@@ -23,7 +23,6 @@ from daflow_vfx.errors import (
     CorruptFileError,
     FrameSizeError,
     InputError,
-    MissingFramesError,
     MissingInputError,
 )
 from daflow_vfx.frames import SequencePattern, format_frame_spec
@@ -199,7 +198,7 @@ _SIZED_HEADERS = {b"SDPX": (">", 16), b"XPDS": ("<", 16),
                   b"\x80\x2a\x5f\xd7": (">", 20), b"\xd7\x5f\x2a\x80": ("<", 20)}
 
 
-def _check_declared_size(path: str, what: str) -> None:
+def check_declared_size(path: str, what: str) -> None:
     """DPX and Cineon headers declare the total file size. Some OpenImageIO builds (e.g. 3.0) read a
     truncated file without an error and return the missing rows as zeros, so compare the sizes here."""
     import struct
@@ -223,7 +222,7 @@ def _check_declared_size(path: str, what: str) -> None:
 def _read_subimage(inp: Any, path: str, what: str, subimage: int, chbegin: int, chend: int) -> np.ndarray:
     """Read channels [chbegin, chend) of one subimage at the display window size, error-checked."""
     if inp.format_name() in ("dpx", "cineon"):
-        _check_declared_size(path, what)
+        check_declared_size(path, what)
     if not inp.seek_subimage(subimage, 0):
         raise CorruptFileError(f"{path}: {what} has no part {subimage} ({one_line(inp.geterror())}); "
                                "re-render or replace the file")
@@ -286,12 +285,6 @@ def read_image_channels(path: str | os.PathLike, names: list[str], *, what: str 
         inp.close()
 
 
-def _frames_text(frames: list[int]) -> str:
-    if len(frames) <= 10:
-        return ", ".join(str(f) for f in frames)
-    return format_frame_spec(frames)
-
-
 class SequencePlate(Plate):
     """An image sequence (or a single image as a one-frame sequence) read through OpenImageIO."""
 
@@ -302,17 +295,13 @@ class SequencePlate(Plate):
             raise MissingInputError(f"{pattern}: no files match this pattern; check the folder, name, "
                                     "padding and extension")
         missing = sorted(set(range(present[0], present[-1] + 1)) - set(present))
-        if missing and not allow_gaps:
-            raise MissingFramesError(f"{pattern}: frames {_frames_text(missing)} are missing; render them or "
-                                     "pass `allow_gaps` to hold the previous frame", missing=missing,
-                                     param="allow_gaps")
-        if missing:
-            logger.warning("%s: holding the previous frame over missing frames %s", pattern,
-                           _frames_text(missing))
         self._path_for = pattern.path
         self._label = str(pattern)
         frames = list(range(present[0], present[-1] + 1))
         self._setup(frames, set(present), missing, layer)
+        if not allow_gaps:
+            # Jobs open with gaps allowed and check, and log, only the frames they read (check_gaps).
+            self.info.check_gaps(missing, allow_gaps=False, allow_param="allow_gaps")
 
     @classmethod
     def single(cls, path: str | os.PathLike, *, frame: int = 1, layer: str | None = None) -> SequencePlate:
@@ -362,6 +351,9 @@ class SequencePlate(Plate):
         return read_image_channels(self._path_for(source), self._names, what=what,
                                    expect_size=(self.info.width, self.info.height),
                                    reference=f"frame {self.info.frames[0]}")  # [H, W, 3]
+
+    def source_files(self) -> list[str]:
+        return [self._path_for(f) for f in sorted(self._present)]
 
     def close(self) -> None:
         self._closed = True

@@ -43,6 +43,7 @@ class PrefetchReader(Generic[T]):
         self._frames = list(frames)
         self._queue: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
+        self._finished = threading.Event()  # set by the worker as it exits
         self._thread: threading.Thread | None = None
         self._iterated = False
         self._closed = False
@@ -70,6 +71,8 @@ class PrefetchReader(Generic[T]):
             self._put(("end", None))
         except Exception as exc:   # handed to the consumer, which re-raises it
             self._put(("error", exc))
+        finally:
+            self._finished.set()
 
     def __iter__(self) -> Iterator[tuple[int, T]]:
         if self._iterated or self._closed:
@@ -104,6 +107,9 @@ class PrefetchReader(Generic[T]):
         self._stop.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
+            # the worker's own event rather than a bare join(): see BackgroundWriter.close
+            while not self._finished.wait(_POLL_S):
+                pass
             thread.join()
         # Drop buffered frames so their memory goes now, not when this object does.
         while True:
@@ -137,27 +143,33 @@ class BackgroundWriter:
         self._error: BaseException | None = None
         self._error_raised = False
         self._closed = False
+        self._stop_queued = False
+        self._cancelled = False
+        self._finished = threading.Event()  # set by the worker as it exits
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._work, name="daflow-writer")
         self._thread.start()
 
     def _work(self) -> None:
-        while True:
-            try:
-                job = self._queue.get(timeout=_POLL_S)
-            except queue.Empty:
-                if _main_thread_gone():
+        try:
+            while True:
+                try:
+                    job = self._queue.get(timeout=_POLL_S)
+                except queue.Empty:
+                    if _main_thread_gone():
+                        return
+                    continue
+                if job is _STOP:
                     return
-                continue
-            if job is _STOP:
-                return
-            if self._error is not None:
-                continue   # skip the rest after a failure, but keep draining so submitters never block
-            try:
-                job()  # type: ignore[operator]
-            except Exception as exc:   # kept and re-raised in the caller
-                with self._lock:
-                    self._error = exc
+                if self._error is not None or self._cancelled:
+                    continue   # skip the rest after a failure, but keep draining so submitters never block
+                try:
+                    job()  # type: ignore[operator]
+                except Exception as exc:   # kept and re-raised in the caller
+                    with self._lock:
+                        self._error = exc
+        finally:
+            self._finished.set()
 
     def _raise_error(self) -> None:
         with self._lock:
@@ -182,17 +194,37 @@ class BackgroundWriter:
                     raise RuntimeError("background writer thread is gone") from None
 
     def close(self) -> None:
-        """Wait for queued jobs, join the worker, and raise its first error if not raised yet."""
-        if not self._closed:
-            self._closed = True
-            while self._thread.is_alive():
-                try:
-                    self._queue.put(_STOP, timeout=_POLL_S)
-                    break
-                except queue.Full:
-                    continue
-            self._thread.join()
+        """Wait for queued jobs, join the worker, and raise its first error if not raised yet.
+
+        Safe to call again after an exception interrupted it (a signal in the caller): the stop marker is
+        queued exactly once, so the worker is never left waiting for it.
+        """
+        self._closed = True
+        while not self._stop_queued and not self._finished.is_set():
+            try:
+                self._queue.put(_STOP, timeout=_POLL_S)
+                self._stop_queued = True
+            except queue.Full:
+                continue
+        # Wait on the worker's own event, not in Thread.join(): a signal handler that raises inside join()
+        # (CPython 3.11, bpo-45274's fix) marks a running thread as stopped, so a second join() and the
+        # interpreter's exit would no longer wait for the frame being written, and its temp file would stay.
+        while not self._finished.wait(_POLL_S):
+            pass
+        self._thread.join()  # the worker has left its loop: this returns at once
         self._raise_error()
+
+    def cancel(self) -> None:
+        """Drop the queued jobs, let the one running finish, and join the worker; raises nothing.
+
+        For a job stopped from outside (a farm's cancel): the frame being written still lands whole, the
+        rest are abandoned, so the process can exit within one frame's write.
+        """
+        self._cancelled = True
+        try:
+            self.close()
+        except Exception as exc:   # the caller is already on its way out with its own error
+            logger.debug("background writer error while cancelling: %s", exc)
 
     def __enter__(self) -> BackgroundWriter:
         return self

@@ -344,6 +344,9 @@ class VideoPlate(Plate):
         self._cache = (k, image)
         return image.copy()
 
+    def source_files(self) -> list[str]:
+        return [self._path]
+
     def close(self) -> None:
         if self._container is not None:
             self._container.close()
@@ -380,8 +383,9 @@ def write_video(path: str | os.PathLike, frames_iter: Iterable[np.ndarray], *, f
         try:
             container = av.open(tmp, mode="w")
         except av.error.FFmpegError as exc:
-            raise OutputError(f"{target}: cannot create the video ({_one_line(exc)}); use a .mp4/.mov/.mkv "
-                              "name in a writable folder") from exc
+            raise _encode_error(target, "cannot create the video", exc,
+                                "use a .mp4/.mov/.mkv name in a writable folder") from None
+        finished = False
         try:
             try:
                 stream = container.add_stream(codec, rate=rate)
@@ -413,12 +417,29 @@ def write_video(path: str | os.PathLike, frames_iter: Iterable[np.ndarray], *, f
                 raise ValueError("write_video got no frames")
             for packet in stream.encode():
                 container.mux(packet)
+            finished = True
         except av.error.FFmpegError as exc:
-            raise OutputError(f"{target}: encoding failed at frame {written} ({_one_line(exc)}); check the "
-                              "codec, pixel format and free disk space") from exc
+            raise _encode_error(target, f"encoding failed at frame {written}", exc,
+                                "check the codec, pixel format and free disk space") from None
         finally:
-            container.close()
+            try:
+                container.close()  # writes the trailer: a full disk can fail here, after every frame
+            except av.error.FFmpegError as exc:
+                # After an earlier failure that error is the one to report; the trailer is moot.
+                if finished:
+                    raise _encode_error(target, "could not finish the video", exc,
+                                        "check free disk space") from None
+                logger.debug("%s: closing after a failed encode: %s", target, exc)
     return written
+
+
+def _encode_error(target: str, what: str, exc: Exception, hint: str) -> OutputError:
+    """One line for an FFmpeg failure; an operating-system error (a full disk) says so plainly."""
+    if isinstance(exc, OSError) and exc.errno:
+        from daflow_vfx.io._atomic import write_failure
+
+        return write_failure(target, exc)
+    return OutputError(f"{target}: {what} ({_one_line(exc)}); {hint}")
 
 
 def _quantise(image: np.ndarray, dtype: type[np.integer]) -> np.ndarray:

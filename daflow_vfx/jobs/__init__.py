@@ -12,7 +12,9 @@ command                    job                                             modul
 
 Every job that computes flow holds one :class:`~.options.EngineOptions` and builds its engine with
 :func:`~.options.build_engine`; output kinds, sidecar names, atomic text files and the writer thread are
-:mod:`.outputs`; rendered vectors read back are :mod:`.vectors`. The array maths the jobs run lives in
+:mod:`.outputs`; the check every job runs before it writes (never over an input, folders made only once
+the job can run, a killed run's temps removed) is :mod:`.safety`; what ``--skip-existing`` keeps is
+:mod:`.resume`; rendered vectors read back are :mod:`.vectors`. The array maths the jobs run lives in
 :mod:`daflow_vfx.engine` and :mod:`daflow_vfx.vfx`, which know nothing of files or commands.
 
 The names load lazily, so ``import daflow_vfx.jobs`` stays cheap (``render`` is not among them: it is

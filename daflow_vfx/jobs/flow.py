@@ -10,7 +10,7 @@ import numpy as np
 
 from daflow_vfx.errors import FrameSizeError, UsageError, check_choice
 from daflow_vfx.jobs.options import EngineOptions, build_engine
-from daflow_vfx.jobs.outputs import prepare_folders
+from daflow_vfx.jobs.safety import check_outputs, input_files
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +42,18 @@ class FlowReport:
     mean_magnitude: float  # mean forward flow length in pixels, a quick sanity number
 
 
-def _read_single(path: str, *, layer: str | None, colorspace: str) -> tuple[np.ndarray, str, int]:
+def _read_single(path: str, *, layer: str | None,
+                 colorspace: str) -> tuple[np.ndarray, str, int, list[str]]:
+    """The first frame of ``path`` in display values, its colour space, its sanitised pixel count and the
+    files it came from (which the output must not overwrite)."""
     from daflow_vfx.color import resolve_colorspace, sanitize, to_display
     from daflow_vfx.io import open_plate
 
     with open_plate(path, layer=layer, allow_gaps=True) as plate:
         space = resolve_colorspace(colorspace, plate.info)
         clean = sanitize(plate.read(plate.info.frames[0]))
-    return to_display(clean.image, space), space, clean.bad_pixels
+        files = plate.source_files()
+    return to_display(clean.image, space), space, clean.bad_pixels, files
 
 
 def flow_pair(job: FlowJob) -> FlowReport:
@@ -61,15 +65,16 @@ def flow_pair(job: FlowJob) -> FlowReport:
         raise UsageError(f"`output` {job.output!r} must end in .flo or .exr", param="output")
     check_choice(job.input_colorspace, COLORSPACES, "input_colorspace")
     device = job.engine.resolved_device()
-    first, _, bad1 = _read_single(job.image1, layer=job.layer, colorspace=job.input_colorspace)
-    second, _, bad2 = _read_single(job.image2, layer=job.layer, colorspace=job.input_colorspace)
+    first, _, bad1, files1 = _read_single(job.image1, layer=job.layer, colorspace=job.input_colorspace)
+    second, _, bad2, files2 = _read_single(job.image2, layer=job.layer, colorspace=job.input_colorspace)
     if first.shape != second.shape:
         raise FrameSizeError(f"{job.image2} is {second.shape[1]}x{second.shape[0]} but {job.image1} is "
                              f"{first.shape[1]}x{first.shape[0]}; both images must have the same size")
     if bad1 or bad2:
         log.warning("sanitised %d NaN/Inf/negative pixel(s) in the inputs", bad1 + bad2)
-    prepare_folders([job.output])
+    plan = check_outputs({"output": [job.output]}, [*files1, *files2, *input_files(job.engine.weights)])
     engine = build_engine(job.engine, device=device)
+    plan.prepare()  # only now, with the model loaded, is a folder made
     result = engine.estimate_window(np.stack([first, second]), label=f"{job.image1} -> {job.image2}")
     forward, backward = result.forward[0], result.backward[0]  # [H, W, 2] each
     estimator = engine.estimator

@@ -8,21 +8,24 @@ picks its own subset, and an option added here reaches every command at once.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from daflow_vfx.devices import check_engine_settings, device_for_model
-from daflow_vfx.engine import FlowEngine
-from daflow_vfx.estimators import DEFAULT_MODEL
+from daflow_vfx.devices import check_device_name, check_engine_settings, device_for_model
+from daflow_vfx.engine import FlowEngine, plan_windows
+from daflow_vfx.errors import UnknownModelError
+from daflow_vfx.estimators import DEFAULT_MODEL, model_names, model_window
 
-__all__ = ["EngineOptions", "build_engine"]
+__all__ = ["EngineOptions", "build_engine", "frames_read"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class EngineOptions:
     """Which model computes the flow, where, in what precision and in what pieces.
 
-    Checked when made, so a job refuses bad options before it touches a file; the device is resolved
-    only by :meth:`resolved_device` (``auto`` may import torch, which a bad job should not wait for).
+    Checked when made, so a job refuses bad options before it touches a file: an unknown model or
+    device name is a usage error (exit 2). Whether the device is present is asked only by
+    :meth:`resolved_device` (``auto`` may import torch, which a bad job should not wait for).
     """
 
     model: str = DEFAULT_MODEL
@@ -37,12 +40,24 @@ class EngineOptions:
     weights: str | None = None  # local weights for a learned model
 
     def __post_init__(self) -> None:
+        if self.model not in model_names():
+            known = ", ".join(model_names())
+            raise UnknownModelError(f"unknown `model` {self.model!r}; choose one of: {known} (see "
+                                    "`daflow-vfx models`)", param="model")
+        check_device_name(self.device)
         check_engine_settings(dtype=self.dtype, tile=self.tile, tile_pad=self.tile_pad, threads=self.threads,
                               max_memory=self.max_memory)
 
     def resolved_device(self) -> str:
         """The device the engine will use (``auto`` is ``cpu`` for CPU-only models)."""
         return device_for_model(self.model, self.device)
+
+
+def frames_read(options: EngineOptions, frames: Iterable[int], *, first: int, last: int) -> list[int]:
+    """Every plate frame the engine reads for the flows of ``frames`` on a plate spanning ``first..last``:
+    the model's windows reach just outside a chunk. A job checks these, and only these, for gaps."""
+    windows = plan_windows(frames, first=first, last=last, window=model_window(options.model))
+    return sorted({f for win in windows for f in win})
 
 
 def build_engine(options: EngineOptions, *, device: str | None = None) -> FlowEngine:

@@ -2,7 +2,8 @@
 
 Every job names its outputs the same way (an image pattern with a frame token, or a video file), puts
 its JSON sidecar beside them under the same rule, and writes frames on one background thread that is
-shut down the same way whether the job succeeds or fails.
+shut down the same way whether the job succeeds, fails or is interrupted. Whether the outputs may be
+written at all (not over an input, folders creatable) is :mod:`.safety`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 
-from daflow_vfx.errors import UsageError
+from daflow_vfx.errors import Interrupted, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,6 @@ __all__ = [
     "ProgressCounter",
     "exr_pattern",
     "output_kind",
-    "prepare_folders",
     "sidecar_path",
     "write_in_background",
     "write_text",
@@ -70,14 +70,6 @@ def exr_pattern(output: str, *, param: str = "output"):
     return pattern
 
 
-def prepare_folders(paths: Iterable[str]) -> None:
-    """Create (or check) the folder of every path, each once, before anything is computed."""
-    from daflow_vfx.io import prepare_output_folder
-
-    for folder in sorted({os.path.dirname(p) for p in paths}):
-        prepare_output_folder(folder)
-
-
 # --------------------------------------------------------------------------------------------------
 # sidecars
 
@@ -111,7 +103,10 @@ def write_in_background(tasks: Iterable[Callable[[], None]], *, depth: int = 4) 
     """Run ``tasks`` in order on one writer thread while the caller's iterator computes the next one.
 
     Returns when every task has run, raising the first error. When the iterator itself fails, the writer
-    is closed quietly: a write error it then reports must not hide the error that stopped the job.
+    is closed quietly (the frames already queued are still written whole): a write error it then reports
+    must not hide the error that stopped the job. When the job is stopped from outside
+    (:class:`~daflow_vfx.errors.Interrupted`, Ctrl-C) the queued frames are dropped instead, so the
+    process stops within one frame's write.
     """
     from daflow_vfx.io.threads import BackgroundWriter
 
@@ -119,13 +114,16 @@ def write_in_background(tasks: Iterable[Callable[[], None]], *, depth: int = 4) 
     try:
         for task in tasks:
             writer.submit(task)
+        writer.close()
+    except (Interrupted, KeyboardInterrupt, SystemExit):
+        writer.cancel()
+        raise
     except BaseException:
         try:
             writer.close()
         except Exception as exc:  # the caller re-raises the first error
             log.debug("writer error after an earlier failure: %s", exc)
         raise
-    writer.close()
 
 
 class ProgressCounter:

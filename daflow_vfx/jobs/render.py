@@ -10,17 +10,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from daflow_vfx.engine import FrameFlows, plan_windows
+from daflow_vfx.engine import FrameFlows
 from daflow_vfx.errors import FrameSizeError, MissingFramesError, check_choice
-from daflow_vfx.estimators import model_window
-from daflow_vfx.jobs.options import EngineOptions, build_engine
-from daflow_vfx.jobs.outputs import (
-    Progress,
-    ProgressCounter,
-    exr_pattern,
-    prepare_folders,
-    write_in_background,
-)
+from daflow_vfx.jobs.options import EngineOptions, build_engine, frames_read
+from daflow_vfx.jobs.outputs import Progress, ProgressCounter, exr_pattern, write_in_background
+from daflow_vfx.jobs.resume import RenderStamp, plate_fingerprint, settings_text
+from daflow_vfx.jobs.safety import check_outputs, input_files
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +54,8 @@ class RenderReport:
     seconds: float = 0.0
 
 
-def _check_sequence_headers(path: str, info, frames: list[int], *, window: int) -> None:
-    """Read the header of every sequence file the job will touch, before any output is written.
+def _check_sequence_headers(path: str, info, needed: list[int]) -> None:
+    """Read the header of every sequence file the job will read, before any output is written.
 
     A size change or an unreadable header mid-sequence would otherwise surface only when that frame
     is reached, after earlier outputs were written. Headers cost a few hundred bytes each; pixels
@@ -74,9 +69,8 @@ def _check_sequence_headers(path: str, info, frames: list[int], *, window: int) 
     pattern = SequencePattern.parse(path)
     if pattern is None:
         return
-    first, last = min(info.frames), max(info.frames)
+    first = min(info.frames)
     held = set(info.missing)
-    needed = sorted({f for win in plan_windows(frames, first=first, last=last, window=window) for f in win})
     for frame in needed:
         if frame in held:
             continue
@@ -87,26 +81,81 @@ def _check_sequence_headers(path: str, info, frames: list[int], *, window: int) 
                                  "one size")
 
 
+def _stamp(job: RenderJob, plate, colorspace: str) -> RenderStamp:
+    """What this render records in each header and what ``skip_existing`` compares (see :mod:`.resume`)."""
+    from daflow_vfx.devices import parse_memory_size
+    from daflow_vfx.estimators import DEFAULT_MODEL, resolve_default_model
+
+    engine = job.engine
+    settings = {
+        "model": resolve_default_model() if engine.model == DEFAULT_MODEL else engine.model,
+        "weights": os.path.abspath(engine.weights) if engine.weights else None,
+        "iters": engine.iters,
+        "dtype": engine.dtype,
+        "tile": engine.tile,
+        "tilePad": engine.tile_pad,
+        "maxMemory": parse_memory_size(engine.max_memory),
+        "layout": job.layout,
+        "float": not job.half,
+        "compression": job.compression,
+        "colorspace": colorspace,
+        "layer": job.layer,
+        "allowGaps": job.allow_gaps,
+    }
+    info = plate.info
+    source_id = plate_fingerprint(plate.source_files(), extra={"startFrame": job.start_frame})
+    return RenderStamp(width=info.width, height=info.height, layout=job.layout,
+                       source_plate=os.path.abspath(job.input), source_id=source_id,
+                       settings=settings_text(settings))
+
+
+def _split_existing(outputs: dict[int, str], stamp: RenderStamp) -> tuple[list[int], dict[int, str]]:
+    """Existing outputs -> (frames that are complete for this job, {frame: why another one is not})."""
+    kept: list[int] = []
+    stale: dict[int, str] = {}
+    for frame, path in outputs.items():
+        if not os.path.lexists(path):
+            continue
+        reason = stamp.mismatch(path, frame)
+        if reason is None:
+            kept.append(frame)
+        else:
+            stale[frame] = reason
+    return kept, stale
+
+
+def _log_stale(stale: dict[int, str]) -> None:
+    from daflow_vfx.frames import frames_phrase
+
+    by_reason: dict[str, list[int]] = {}
+    for frame, reason in stale.items():
+        by_reason.setdefault(reason, []).append(frame)
+    for reason, frames in by_reason.items():
+        log.warning("redoing the output of %s: it %s", frames_phrase(frames), reason)
+
+
 def render(job: RenderJob, *, progress: Progress | None = None) -> RenderReport:
     """Render motion-vector EXRs for ``job``: the whole of `daflow-vfx render`.
 
-    Order matters for farm use: everything that can be refused (options, plate, frame list, output
-    folder) is checked before the estimator loads and before any frame is computed.
+    Order matters for farm use: everything that can be refused (options, plate, frame list, gaps,
+    outputs against inputs, output folders, device, model) is checked before any folder is created or
+    any frame is computed, so a task that fails early leaves nothing behind.
     """
     from daflow_vfx.color import COLORSPACES, resolve_colorspace, sanitize, to_display
-    from daflow_vfx.frames import format_frame_spec, parse_frame_spec
+    from daflow_vfx.frames import format_frame_spec, parse_frames_option
     from daflow_vfx.io import open_plate
-    from daflow_vfx.io.exr import LAYOUTS, LOSSLESS_COMPRESSIONS, is_complete_exr, write_motion_exr
+    from daflow_vfx.io.exr import LAYOUTS, LOSSLESS_COMPRESSIONS, write_motion_exr
 
     started = time.perf_counter()
     check_choice(job.layout, LAYOUTS, "layout")
     check_choice(job.compression, LOSSLESS_COMPRESSIONS, "compression")
     check_choice(job.input_colorspace, COLORSPACES, "input_colorspace")
     pattern = exr_pattern(job.output)
-    requested = parse_frame_spec(job.frames) if job.frames else None
+    # `is not None`: an empty spec (a farm substitution that gave nothing) is an error, not "all frames"
+    requested = parse_frames_option(job.frames) if job.frames is not None else None
 
-    opened = open_plate(job.input, layer=job.layer, start_frame=job.start_frame, allow_gaps=job.allow_gaps)
-    with opened as plate:
+    # Gaps are checked below, only over the frames this job reads: a chunk is not failed by a gap elsewhere.
+    with open_plate(job.input, layer=job.layer, start_frame=job.start_frame, allow_gaps=True) as plate:
         info = plate.info
         first, last = info.require_span(needs="flow")
         wanted = requested if requested is not None else list(range(first, last + 1))
@@ -115,28 +164,34 @@ def render(job: RenderJob, *, progress: Progress | None = None) -> RenderReport:
             raise MissingFramesError(f"{job.input}: frames {format_frame_spec(outside)} are outside the "
                                      f"plate's range {first}-{last}; fix `frames`", missing=outside,
                                      param="frames")
+        needed = frames_read(job.engine, wanted, first=first, last=last)
+        info.check_gaps(needed, allow_gaps=job.allow_gaps, allow_param="allow_gaps")
         colorspace = resolve_colorspace(job.input_colorspace, info)
         outputs = {f: pattern.path(f) for f in wanted}
-        _check_sequence_headers(job.input, info, wanted, window=model_window(job.engine.model))
-        prepare_folders(outputs.values())
+        _check_sequence_headers(job.input, info, needed)
+        plan = check_outputs({"output": outputs.values()},
+                             [*plate.source_files(), *input_files(job.engine.weights)])
         # after the file checks: "auto" may import torch, which a bad task should not wait for
         device = job.engine.resolved_device()
+        stamp = _stamp(job, plate, colorspace)
 
         report = RenderReport(output=job.output, frames=list(wanted), device=device, colorspace=colorspace)
         if job.skip_existing:
-            report.skipped = [f for f in wanted if is_complete_exr(outputs[f])]
+            report.skipped, stale = _split_existing(outputs, stamp)
             if report.skipped:
                 log.info("skipping %d complete output(s): %s", len(report.skipped),
                          format_frame_spec(report.skipped))
+            _log_stale(stale)
         skipped = set(report.skipped)
         todo = [f for f in wanted if f not in skipped]
+        engine = build_engine(job.engine, device=device) if todo else None
+        plan.prepare()  # the job can run: only now are folders made (and a killed run's temps removed)
         counter = ProgressCounter(len(wanted), progress)
         counter.tick(len(skipped))
-        if not todo:
+        if engine is None:
             report.seconds = time.perf_counter() - started
             return report
 
-        engine = build_engine(job.engine, device=device)
         estimator = engine.estimator
         report.estimator, report.estimator_version = estimator.name, estimator.version
         bad_pixels = 0  # only the prefetch thread writes it
@@ -152,8 +207,8 @@ def render(job: RenderJob, *, progress: Progress | None = None) -> RenderReport:
         base_meta: dict[str, str | int | float] = {
             "estimator": estimator.name,
             "estimatorVersion": estimator.version,
-            "sourcePlate": os.path.abspath(job.input),  # patterns too: farm logs need the full path
             "inputColorspace": colorspace,
+            **stamp.attributes(),  # sourcePlate (the full path: farm logs need it), sourceId, settings
         }
         if estimator.weights_sha256:
             base_meta["weightsSha256"] = estimator.weights_sha256

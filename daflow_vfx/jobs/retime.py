@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from daflow_vfx.errors import UsageError, check_choice
-from daflow_vfx.jobs.options import EngineOptions, build_engine
-from daflow_vfx.jobs.outputs import Progress, output_kind, prepare_folders, sidecar_path, write_in_background
+from daflow_vfx.jobs.options import EngineOptions, build_engine, frames_read
+from daflow_vfx.jobs.outputs import Progress, output_kind, sidecar_path, write_in_background
+from daflow_vfx.jobs.safety import check_outputs, input_files
 from daflow_vfx.vfx.retiming import (
     FrameSources,
     RetimeFrame,
@@ -100,14 +101,14 @@ def retime_frames(job: RetimeJob, first: int, last: int) -> tuple[str, FrameMap]
 
 def _parse_cuts(spec: str, first: int, last: int) -> set[int] | None:
     """``auto`` -> None (detect); ``none`` -> empty; a frame spec of new-shot frames -> intervals n."""
-    from daflow_vfx.frames import parse_frame_spec
+    from daflow_vfx.frames import parse_frames_option
 
     key = spec.strip().lower()
     if key == "auto":
         return None
     if key == "none":
         return set()
-    starts = parse_frame_spec(spec)
+    starts = parse_frames_option(spec, "cuts")
     outside = [f for f in starts if not first < f <= last]
     if outside:
         raise UsageError(f"`cuts` {spec!r}: frames {outside[:5]} are not inside the plate "
@@ -117,11 +118,11 @@ def _parse_cuts(spec: str, first: int, last: int) -> set[int] | None:
 
 def _chunk(job: RetimeJob, frame_map: FrameMap, spans: list[float]) -> tuple[FrameMap, list[float]]:
     """The part of the map ``job.frames`` asks for (a farm chunk), shutter spans kept from the whole map."""
-    from daflow_vfx.frames import format_frame_spec, parse_frame_spec
+    from daflow_vfx.frames import format_frame_spec, parse_frames_option
 
     if job.frames is None:
         return frame_map, spans
-    wanted = set(parse_frame_spec(job.frames))
+    wanted = set(parse_frames_option(job.frames))
     known = {f for f, _ in frame_map}
     outside = sorted(wanted - known)
     if outside:
@@ -134,9 +135,9 @@ def _chunk(job: RetimeJob, frame_map: FrameMap, spans: list[float]) -> tuple[Fra
 def run_retime(job: RetimeJob, *, progress: Progress | None = None) -> RetimeReport:
     """Retime a plate to files: the whole of `daflow-vfx retime`. See :mod:`daflow_vfx.vfx.timing`.
 
-    Everything that can be refused (options, plate, timing, curve range, vectors, output folder) is
-    checked before any flow is computed or any frame written. Every file is written atomically; the
-    JSON sidecar comes last, after every frame.
+    Everything that can be refused (options, plate, timing, curve range, gaps, vectors, outputs against
+    inputs, output folders, device, model) is checked before any folder is made, any flow is computed or
+    any frame written. Every file is written atomically; the JSON sidecar comes last, after every frame.
     """
     from daflow_vfx.color import COLORSPACES, resolve_colorspace
     from daflow_vfx.frames import SequencePattern
@@ -147,12 +148,14 @@ def run_retime(job: RetimeJob, *, progress: Progress | None = None) -> RetimeRep
     check_retime_options(job.method, job.splat, job.shutter, job.shutter_samples)
     check_choice(job.input_colorspace, COLORSPACES, "input_colorspace")
     is_video = output_kind(job.output) == "video"
+    out_pattern = None if is_video else SequencePattern.parse(job.output)
     if is_video and job.frames is not None:
         raise UsageError("`frames` splits image-sequence outputs across a farm; a video is written whole",
                          param="frames")
     vectors = None if job.vectors is None else vector_pattern(job.vectors)
 
-    with open_plate(job.input, layer=job.layer, start_frame=job.start_frame) as plate:
+    # gaps are checked below over the frames this job reads, so a chunk is not failed by one elsewhere
+    with open_plate(job.input, layer=job.layer, start_frame=job.start_frame, allow_gaps=True) as plate:
         info = plate.info
         first, last = info.require_span(needs="retiming")
         mode, frame_map = retime_frames(job, first, last)
@@ -163,20 +166,32 @@ def run_retime(job: RetimeJob, *, progress: Progress | None = None) -> RetimeRep
         plan = make_plan(frame_map, spans, job.shutter_samples, first, last)
         needs_flow = job.method == "motion" and bool(plan.interval_use)
         flow_frames = sorted({f for n in plan.interval_use for f in (n, n + 1)}) if needs_flow else []
+        computes_flow = needs_flow and vectors is None
+        reads = set(plan.last_use)
+        if computes_flow:
+            reads.update(frames_read(job.engine, flow_frames, first=first, last=last))
+        info.check_gaps(reads, allow_gaps=False)
         if needs_flow and vectors is not None:
             check_vector_files(vectors, flow_frames, info)
 
         sidecar = sidecar_path(job.output, "retime")
-        prepare_folders([job.output, sidecar])
+        frame_paths = [job.output] if is_video else [out_pattern.path(f) for f, _ in frame_map]
+        outputs = check_outputs({"output": [*frame_paths, sidecar]}, [
+            *plate.source_files(), *input_files(job.vectors, job.curve),
+            *(input_files(job.engine.weights) if computes_flow else []),
+        ])
 
         report = RetimeReport(output=job.output, sidecar=sidecar, mode=mode, colorspace=colorspace)
         sources = FrameSources(read=plate.read, colorspace=colorspace, last_use=plan.last_use,
                                interval_use=plan.interval_use)
         stream = None
-        if needs_flow and vectors is None:
+        engine = None
+        if computes_flow:
             device = job.engine.resolved_device()
             engine = build_engine(job.engine, device=device)
             report.estimator, report.device = f"{engine.estimator.name} {engine.estimator.version}", device
+        outputs.prepare()  # the job can run: only now are folders made (and a killed run's temps removed)
+        if engine is not None:
             stream = engine.flows(sources.display, flow_frames, first=first, last=last)
             sources.flow_stream = stream
         elif needs_flow:
@@ -192,7 +207,7 @@ def run_retime(job: RetimeJob, *, progress: Progress | None = None) -> RetimeRep
                 fps = _video_fps(mode, job, info)
                 write_video(job.output, (_to_video(img, colorspace) for img in frames_out), fps=fps)
             else:
-                _write_sequence(job, SequencePattern.parse(job.output), frames_out, colorspace)
+                _write_sequence(job, out_pattern, frames_out, colorspace)
         finally:
             if stream is not None:
                 stream.close()  # stops the engine's prefetch thread

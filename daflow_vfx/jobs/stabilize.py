@@ -25,11 +25,12 @@ from daflow_vfx.jobs.outputs import (
     Progress,
     ProgressCounter,
     output_kind,
-    prepare_folders,
     sidecar_path,
     write_in_background,
     write_text,
 )
+from daflow_vfx.jobs.safety import check_outputs, input_files
+from daflow_vfx.jobs.vectors import check_vector_files, vector_pattern
 from daflow_vfx.vfx.camera_motion import apply_matrix, estimate_camera_motion, frame_centre, normalise
 from daflow_vfx.vfx.stabilization import (
     StabilizePlan,
@@ -126,11 +127,11 @@ def _json_document(job: StabilizeJob, plan: StabilizePlan, frames: list[int], si
 
 
 def _check_frames(spec: str | None, first: int, last: int, source: str) -> list[int]:
-    from daflow_vfx.frames import format_frame_spec, parse_frame_spec
+    from daflow_vfx.frames import format_frame_spec, parse_frames_option
 
-    if not spec:
+    if spec is None:  # an empty spec (a farm substitution that gave nothing) is an error, not "all"
         return list(range(first, last + 1))
-    wanted = parse_frame_spec(spec)
+    wanted = parse_frames_option(spec)
     outside = [f for f in wanted if not first <= f <= last]
     if outside:
         raise MissingFramesError(f"{source}: frames {format_frame_spec(outside)} are outside the plate's "
@@ -149,7 +150,7 @@ def _motions_from_vectors(pattern_text: str, wanted: list[int], size: tuple[int,
     """Camera motions from rendered motion-vector EXRs, one file at a time (never all flows in memory)."""
     from daflow_vfx.frames import format_frame_spec
     from daflow_vfx.io import is_complete_exr
-    from daflow_vfx.jobs.vectors import read_vector_flows, vector_pattern
+    from daflow_vfx.jobs.vectors import read_vector_flows
 
     pattern = vector_pattern(pattern_text)
     needed = wanted[:-1]
@@ -212,10 +213,11 @@ def _check_job(job: StabilizeJob) -> str:
 def run_stabilize(job: StabilizeJob, *, progress: Progress | None = None) -> StabilizeReport:
     """`daflow-vfx stabilize`: flows (engine or vectors) -> motions -> plan -> frames, JSON, .nk, STMaps.
 
-    Everything that can be refused (options, plate, frames, vectors, output folders) is checked before
-    any flow is computed. Two passes over the plate: flows and motions first (one pair in memory at a
-    time), then the warp; EXR output keeps the plate's values, 8/16-bit images and video get the
-    display-referred values the flows were computed on.
+    Everything that can be refused (options, plate, frames, gaps, vectors, outputs against inputs, output
+    folders, device, model) is checked before any folder is made or any flow computed. Two passes over
+    the plate: flows and motions first (one pair in memory at a time), then the warp; EXR output keeps
+    the plate's values, 8/16-bit images and video get the display-referred values the flows were
+    computed on.
     """
     from daflow_vfx.color import resolve_colorspace, sanitize, to_display
     from daflow_vfx.frames import SequencePattern
@@ -227,27 +229,33 @@ def run_stabilize(job: StabilizeJob, *, progress: Progress | None = None) -> Sta
     out_pattern = SequencePattern.parse(job.output) if kind == "sequence" else None
     json_path = job.json_path or sidecar_path(job.output, "stabilize")
 
-    with open_plate(job.input, layer=job.layer, start_frame=job.start_frame) as plate:
+    # gaps are checked over the frames this job reads, so a range is not failed by a gap outside it
+    with open_plate(job.input, layer=job.layer, start_frame=job.start_frame, allow_gaps=True) as plate:
         info = plate.info
         first, last = info.require_span(needs="stabilizing")
         wanted = _check_frames(job.frames, first, last, job.input)
+        info.check_gaps(wanted, allow_gaps=False)
         fps = float(job.fps or info.fps or 24.0)
         settings = check_settings(replace(job.settings, fps=fps))
         colorspace = resolve_colorspace(job.input_colorspace, info)
         size = (info.height, info.width)
-        paths = [json_path, out_pattern.path(wanted[0]) if out_pattern else job.output]
-        if stmap_pattern is not None:
-            paths.append(stmap_pattern.path(wanted[0]))
-        if job.nk:
-            paths.append(job.nk)
-        prepare_folders(paths)
+        if job.vectors:
+            check_vector_files(vector_pattern(job.vectors), wanted[:-1], info)
+        plan_outputs = check_outputs({
+            "output": [out_pattern.path(f) for f in wanted] if out_pattern else [job.output],
+            "json_path": [json_path],
+            "stmap": [stmap_pattern.path(f) for f in wanted] if stmap_pattern is not None else [],
+            "nk": [job.nk] if job.nk else [],
+        }, [*plate.source_files(), *input_files(job.vectors),
+            *(input_files(job.engine.weights) if not job.vectors else [])])
+        engine = None if job.vectors else build_engine(job.engine)
+        plan_outputs.prepare()  # the job can run: only now are folders made (and stale temps removed)
         counter = ProgressCounter(2 * len(wanted), progress)
 
-        if job.vectors:
+        if engine is None:
             estimator_name = "vectors"
             motions = _motions_from_vectors(job.vectors, wanted, size, settings, counter.tick)
         else:
-            engine = build_engine(job.engine)
             estimator_name = engine.estimator.name
 
             def read_display(frame: int) -> np.ndarray:

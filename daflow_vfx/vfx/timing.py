@@ -55,6 +55,9 @@ FrameMap = list[tuple[int, float]]  # (output frame number, source time)
 
 _MAX_DENOMINATOR = 1000
 _EPS = 1e-9
+# At most this many output frames per plate frame from `speed` or `fps`: slower than 100x is a typo
+# (0.0001 for 0.1) that would otherwise start writing tens of thousands of frames without a word.
+MAX_SLOWDOWN = 100
 
 
 def _exact(value: float | int | str | Fraction, param: str, what: str = "") -> Fraction:
@@ -71,6 +74,15 @@ def speed_phase(speed: float | Fraction) -> float:
     frac = _exact(speed, "speed").limit_denominator(_MAX_DENOMINATOR)
     q = frac.denominator
     return 0.0 if q == 1 else 1.0 / (2 * q)
+
+
+def _check_slowdown(step: Fraction, first: int, last: int, param: str, value: object) -> None:
+    if step >= Fraction(1, MAX_SLOWDOWN):
+        return
+    count = math.floor((last - first) / step) + 1
+    raise UsageError(f"`{param}` {value} is {float(1 / step):g}x slow motion: about {count} output frames "
+                     f"from {last - first + 1} plate frames; the limit is {MAX_SLOWDOWN}x (a speed of "
+                     f"{1 / MAX_SLOWDOWN:g}), check the value", param=param)
 
 
 def _uniform_map(first: int, last: int, start: Fraction, step: Fraction) -> FrameMap:
@@ -92,6 +104,7 @@ def speed_map(first: int, last: int, speed: float | Fraction, *, phase: float | 
     if step <= 0:
         raise UsageError(f"`speed` must be positive, got {speed}; use a curve for reverse playback",
                          param="speed")
+    _check_slowdown(step, first, last, "speed", speed)
     start = _exact(speed_phase(step) if phase is None else phase, "phase")
     if not 0 <= start < 1:
         raise UsageError(f"`phase` must be in [0, 1), got {phase}", param="phase")
@@ -116,6 +129,8 @@ def fps_map(first: int, last: int, rate: str | tuple[Any, Any]) -> FrameMap:
         src, dst = parse_rate(rate)
     else:
         src, dst = _exact(rate[0], "rate"), _exact(rate[1], "rate")
+    if src > 0 and dst > 0:
+        _check_slowdown(src / dst, first, last, "fps", rate if isinstance(rate, str) else f"{src}:{dst}")
     return _uniform_map(first, last, Fraction(0), src / dst)
 
 

@@ -173,6 +173,9 @@ def test_output_without_frame_token(tmp_path, frames) -> None:
 def test_unknown_model_and_device(tmp_path, frames) -> None:
     plate = write_sequence(tmp_path / "plate", frames)
     out = tmp_path / "out"
-    assert_clean_failure(render(plate, "-o", str(out / "v.####.exr"), "--model", "raft"), contains="raft")
-    assert_clean_failure(render(plate, "-o", str(out / "v.####.exr"), "--device", "tpu"), contains="tpu")
+    # names that exist nowhere are usage errors (exit 2), like every other bad option value
+    assert_clean_failure(render(plate, "-o", str(out / "v.####.exr"), "--model", "raft"), contains="raft",
+                         exit_code=2)
+    assert_clean_failure(render(plate, "-o", str(out / "v.####.exr"), "--device", "tpu"), contains="tpu",
+                         exit_code=2)
     assert outputs(out) == []

@@ -22,8 +22,6 @@ from daflow_vfx.frames import SequencePattern, format_frame_spec, parse_frame_sp
         ("7", [7]),
         ("-5--1", [-5, -4, -3, -2, -1]),
         ("-2-2", [-2, -1, 0, 1, 2]),
-        ("5-1", [1, 2, 3, 4, 5]),
-        ("20-10x3", [11, 14, 17, 20]),
         ("3,1,2,2,1-3", [1, 2, 3]),
         (" 1-3 , 8 ", [1, 2, 3, 8]),
         ("1 2 3", [1, 2, 3]),
@@ -47,6 +45,23 @@ def test_parse_frame_spec_rejects(spec: str) -> None:
 def test_parse_frame_spec_refuses_absurd_ranges() -> None:
     with pytest.raises(FrameSpecError, match="too many frames"):
         parse_frame_spec("1-1000000000")
+
+
+@pytest.mark.parametrize(("spec", "hint"), [("10-1", "write 1-10"), ("20-10x3", "write 11-20x3"),
+                                            ("-1--5", "write -5--1")])
+def test_parse_frame_spec_refuses_reversed_ranges(spec: str, hint: str) -> None:
+    # Sorted output would quietly turn 10-1 into 1-10; the order asked for cannot be honoured.
+    with pytest.raises(FrameSpecError, match="runs backwards") as info:
+        parse_frame_spec(spec)
+    assert hint in str(info.value)
+
+
+def test_frames_phrase_reads_as_a_sentence() -> None:
+    from daflow_vfx.frames import frames_phrase
+
+    assert frames_phrase([6], "is missing", "are missing") == "frame 6 is missing"
+    assert frames_phrase([7, 6], "is missing", "are missing") == "frames 6, 7 are missing"
+    assert frames_phrase(list(range(1, 21)), "is", "are") == "frames 1-20 are"
 
 
 @pytest.mark.parametrize(

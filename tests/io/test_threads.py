@@ -128,3 +128,32 @@ def test_writer_context_manager_keeps_the_first_exception() -> None:
     assert not writer._thread.is_alive()
     with pytest.raises(RuntimeError):
         writer.submit(lambda: None)
+
+
+def test_writer_cancel_after_an_interrupted_close_waits_for_the_running_job() -> None:
+    # A farm's SIGTERM raises (through the CLI's handler) inside close() while a frame is being written.
+    # CPython 3.11 then marks the worker as stopped if the exception hit Thread.join(); the writer must
+    # still wait for that frame, or the process exits with its temp file on disk.
+    import signal
+
+    class Stop(Exception):
+        pass
+
+    def alarm(signum: int, frame: object) -> None:
+        raise Stop
+
+    done: list[str] = []
+    writer = BackgroundWriter(depth=4)
+    writer.submit(lambda: (time.sleep(0.3), done.append("first")))
+    writer.submit(lambda: done.append("second"))
+    previous = signal.signal(signal.SIGALRM, alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        with pytest.raises(Stop):
+            writer.close()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    writer.cancel()
+    assert done == ["first"]  # the running job finished whole, the queued one was dropped
+    assert not _worker_threads("daflow-writer")
