@@ -1,7 +1,10 @@
 """The fixed synthetic validation set of a training run, its baselines, and scoring a model on it.
 
-Validation windows always come from the CPU reference generator (:mod:`.data`), whatever makes the
-training windows, so runs with either data source are scored on the same samples.
+Validation windows come from the generator that makes the training windows: the CPU reference
+(:mod:`.data`, real codecs through PyAV) for ``data: cpu``, and the on-device generator for
+``data: device``, so a device run needs neither PyAV nor CPU workers (the lent machine has no PyAV).
+Either way the set is fixed by the run's seed and severely degraded, and every validation of a run
+scores the same windows.
 """
 
 from __future__ import annotations
@@ -26,6 +29,14 @@ def validation_samples(cfg: TrainConfig, *, large: bool = False) -> list[dict[st
     """
     size, length = (cfg.val_large, cfg.val_large_samples) if large else (cfg.crop, cfg.val_samples)
     assert size is not None
+    if cfg.data == "device":
+        from .synth_torch import DeviceWindowGenerator
+
+        # Still layers at the generator's default share, as in training; the CPU set keeps its own
+        # default (none), so the two sources' validation numbers are not comparable with each other.
+        make = DeviceWindowGenerator(size=size, num_frames=cfg.num_frames, batch_size=1, device=cfg.device,
+                                     seed=10_000 + cfg.seed, degrade="severe", clean_fraction=0.0)
+        return [{k: v[0] for k, v in make(i).items()} for i in range(length)]
     ds = SyntheticFlowDataset(size=size, num_frames=cfg.num_frames, seed=10_000 + cfg.seed,
                               length=length, degrade_preset="severe", clean_fraction=0.0,
                               init_flow=cfg.flow_init)

@@ -127,15 +127,28 @@ degrade: {{clean: 0.5, severe: 0.5}}
 stage1: {stage1}
 stage2: {{minutes: 0.02, lr: 1.0e-4, warmup: 1}}
 val_every: 1000
-val_samples: 1
+val_samples: 3
 checkpoint_minutes: 0.01
 """
 
 
 @pytest.mark.slow
-def test_the_whole_device_run_on_the_cpu(tmp_path):
-    """The run tools/device/train.sh makes, with a tiny config: shards, log, summary, then import."""
+def test_the_whole_device_run_on_the_cpu(tmp_path, monkeypatch):
+    """The run tools/device/train.sh makes, with a tiny config: shards, log, summary, then import.
+
+    The training processes run as on the lent machine, whose image has no PyAV, OpenImageIO or
+    OpenEXR: a sitecustomize on their path makes those imports fail.
+    """
+    import os
+
     from daflow_vfx.train.device_run import main as device_main
+
+    block = tmp_path / "device-image"
+    block.mkdir()
+    (block / "sitecustomize.py").write_text(
+        "import sys\nfor name in ('OpenImageIO', 'OpenEXR', 'av'):\n    sys.modules[name] = None\n")
+    path = [str(block), os.environ.get("PYTHONPATH")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in path if p))
 
     init = tmp_path / "init.safetensors"
     save_weights(daflow_compact_cnn(), init)
