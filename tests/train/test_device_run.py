@@ -75,23 +75,6 @@ def test_a_time_budget_drives_the_schedule():
     assert lr_factor(50, sc, elapsed_minutes=2.5) == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("data: gpu\n", "data 'gpu'"),
-        ("autocast: int8\n", "autocast 'int8'"),
-        ("data: device\nflow_init: dis\n", "set flow_init: null"),
-        ("stage2: {minutes: 0}\n", "stage2.minutes 0"),
-        ("- a\n- b\n", "YAML mapping"),
-    ],
-)
-def test_device_keys_are_checked(tmp_path, text, message):
-    p = tmp_path / "c.yaml"
-    p.write_text(text)
-    with pytest.raises(ConfigError, match=message):
-        TrainConfig.from_yaml(p)
-
-
 def test_a_binary_config_is_one_error(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_bytes(b"\xff\xfe\x00\x81binary")

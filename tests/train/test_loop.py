@@ -54,6 +54,11 @@ def test_two_stages_log_checkpoint_and_resume(tmp_path):
         ("photo_fraction: 1.5\n", "photo_fraction 1.5"),
         ("static_fraction: -0.1\n", "static_fraction -0.1"),
         ("device: gpu0\n", "device 'gpu0'; use cpu, cuda or cuda:N"),
+        ("data: gpu\n", "data 'gpu'"),
+        ("autocast: int8\n", "autocast 'int8'"),
+        ("data: device\nflow_init: dis\n", "set flow_init: null"),
+        ("stage2: {minutes: 0}\n", "stage2.minutes 0"),
+        ("- a\n- b\n", "YAML mapping"),
     ],
 )
 def test_config_rejects_bad_keys_and_values(tmp_path, text, message):
