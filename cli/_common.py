@@ -274,8 +274,8 @@ def device_option(func: F) -> F:
 def engine_options(func: F) -> F:
     """The options of every command that computes flow, given to the command as one ``engine`` argument
     (a :class:`~daflow_vfx.jobs.options.EngineOptions`): ``--model --weights --iters --device --dtype
-    --tile --tile-pad --max-memory --threads --compile``. Each option is named after its field, so a
-    library error naming the field shows as the flag."""
+    --detail --tile --tile-pad --max-memory --threads --compile``. Each option is named after its field,
+    so a library error naming the field shows as the flag."""
     from daflow_vfx.numerics import DTYPES
 
     @functools.wraps(func)
@@ -298,6 +298,14 @@ def engine_options(func: F) -> F:
         device_option,
         click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
                      help="Compute precision of learned models (classical ones use float32)."),
+        # a plain float: the range is checked by EngineOptions, so a bad value is the library's one
+        # message naming --detail, the same as from a preset or the Python API
+        click.option(
+            "--detail", type=float, default=1.0, show_default=True, metavar="FRACTION",
+            help="Vector detail in (0, 1]: compute the flow at this fraction of the plate's resolution and "
+            "upsample the vectors to full size (0.5: about 4x fewer pixels, less fine detail). --tile and "
+            "--tile-pad count the reduced pixels.",
+        ),
         click.option("--tile", type=click.IntRange(min=16), default=None,
                      help="Split frames larger than this many pixels into overlapping tiles."),
         click.option("--tile-pad", type=click.IntRange(min=0), default=32, show_default=True,

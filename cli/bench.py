@@ -110,15 +110,18 @@ def command() -> None:
 )
 @click.option("--iters", default=None, type=click.IntRange(min=1),
               help=iters_help("Refinement iterations of the DA-Flow models"))
+@click.option("--detail", type=float, default=1.0, show_default=True, metavar="FRACTION",
+              help="Vector detail in (0, 1], as `render --detail`: flow at this fraction of each pair's "
+              "size, upsampled, to measure accuracy against speed.")
 @_output_options("accuracy")
 @device_option
 def accuracy(data: str, models: str, levels: str, seed: int, limit: int | None, iters: int | None,
-             output: str | None, update_docs: bool, device: str) -> None:
+             detail: float, output: str | None, update_docs: bool, device: str) -> None:
     """EPE and outlier rates of each model at each degradation level, side by side."""
     from daflow_vfx.bench.accuracy import AccuracyJob, bench_accuracy
 
     _bench("accuracy", bench_accuracy, AccuracyJob, output, update_docs, data=data, models=_items(models),
-           levels=_items(levels), seed=seed, device=_device(device), limit=limit, iters=iters)
+           levels=_items(levels), seed=seed, device=_device(device), limit=limit, iters=iters, detail=detail)
 
 
 @command.command("speed")

@@ -55,6 +55,8 @@ def path_command() -> None:
               help="Vector channels (the DAFlow node reads the Nuke ones).")
 @click.option("--input-colorspace", default="auto", show_default=True,
               help="auto, linear, srgb, rec709 or log.")
+@click.option("--detail", type=float, default=1.0, show_default=True, metavar="FRACTION",
+              help="Vector detail in (0, 1], passed to render --detail (the node's vector detail knob).")
 @click.option("--executable", default=None, metavar="PATH",
               help="daflow-vfx on the render nodes (default: $DAFLOW_VFX_EXECUTABLE or daflow-vfx).")
 @click.option("--pool", default=None, help="Deadline pool.")
@@ -64,8 +66,8 @@ def path_command() -> None:
               help="Also run deadlinecommand on the two files (when it is installed).")
 def deadline_job_command(input_path: str, output: str, frames: str, chunk_size: int, job_dir: str,
                          name: str | None, model: str, device: str, layout: str, input_colorspace: str,
-                         executable: str | None, pool: str | None, group: str | None, priority: int,
-                         submit: bool) -> None:
+                         detail: float, executable: str | None, pool: str | None, group: str | None,
+                         priority: int, submit: bool) -> None:
     """Write Deadline CommandLine job files rendering INPUT's vectors in chunks."""
     from daflow_vfx.farm.deadline import submit as submit_job
     from daflow_vfx.farm.deadline import write_job_files
@@ -74,7 +76,7 @@ def deadline_job_command(input_path: str, output: str, frames: str, chunk_size: 
     folder, file_name = os.path.split(output)
     settings = NodeSettings(
         input=input_path, output_folder=folder or ".", output_name=file_name, frame_range=frames,
-        model=model, device=device, layout=layout, input_colorspace=input_colorspace,
+        model=model, device=device, layout=layout, input_colorspace=input_colorspace, detail=detail,
         executable=executable or "", chunk_size=chunk_size, node_name="deadline-job",
     )
     job = deadline_job(settings, name=name or f"daflow {file_name}", pool=pool, group=group,

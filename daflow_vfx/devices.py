@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Iterator
 
+from daflow_vfx.detail import check_detail
 from daflow_vfx.errors import DeviceError, UnknownDeviceError, UsageError
 from daflow_vfx.estimators import model_is_cpu_only
 from daflow_vfx.numerics import DTYPES
@@ -127,13 +128,14 @@ def format_memory_size(size: int) -> str:
 
 
 def check_engine_settings(*, dtype: str, tile: int | None, tile_pad: int, threads: int | None,
-                          max_memory: int | str | None) -> int | None:
+                          max_memory: int | str | None, detail: float = 1.0) -> int | None:
     """Refuse engine settings that cannot work, naming the parameter; returns ``max_memory`` in bytes.
 
     One check for :class:`~daflow_vfx.engine.FlowEngine` and for the jobs' ``EngineOptions``, which
     run it before any file is touched.
     """
     check_dtype(dtype)
+    check_detail(detail)
     if tile is not None and int(tile) < 1:
         raise UsageError(f"`tile` must be a positive number of pixels, got {tile}", param="tile")
     if int(tile_pad) < 0:

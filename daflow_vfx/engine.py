@@ -12,6 +12,11 @@ does not fit, picks the largest tile that does and uses the overlapping, feather
 CUDA out-of-memory error during a window retries that window in tiles, halving the tile until it
 fits (or a clean :class:`DeviceError` at the smallest tile).
 
+Vector detail: with ``detail`` below 1 each window is area-filtered down to that fraction of the plate's
+size first (:mod:`daflow_vfx.detail`), and everything above happens on the reduced frames: padding to
+the estimator's stride, tiles and ``tile_pad`` (in the pixels the estimator sees), the memory estimate.
+The flows come back bilinearly upsampled to the plate's size, the vectors scaled to plate pixels.
+
 Devices, dtypes, memory sizes and thread limits are in :mod:`daflow_vfx.devices`; what a command does
 with the engine (files in, files out) is in :mod:`daflow_vfx.jobs`. Nothing heavy is imported at module
 level: torch only when a device has to be resolved.
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from daflow_vfx.detail import downscale_frames, reduced_size, upscale_flows
 from daflow_vfx.devices import (
     check_engine_settings,
     device_for_model,
@@ -164,7 +170,9 @@ class FlowEngine:
     buffers are subtracted first): a frame that does not fit is tiled with the largest tile that
     does, never larger than ``tile``. ``threads`` sets torch's and OpenCV's CPU threads while the
     engine computes and restores them afterwards. ``compile`` asks the estimator to
-    ``torch.compile`` its network (a warning where it has none).
+    ``torch.compile`` its network (a warning where it has none). ``detail`` in (0, 1] computes the flow
+    at that fraction of the frames' size and upsamples it (see the module's notes); ``tile``,
+    ``tile_pad`` and the memory estimate then count the reduced pixels the estimator sees.
     """
 
     def __init__(
@@ -181,10 +189,12 @@ class FlowEngine:
         max_memory: int | str | None = None,
         threads: int | None = None,
         compile: bool = False,
+        detail: float = 1.0,
     ) -> None:
         self.device = resolve_device(device)
         self.max_memory = check_engine_settings(dtype=dtype, tile=tile, tile_pad=tile_pad, threads=threads,
-                                                max_memory=max_memory)
+                                                max_memory=max_memory, detail=detail)
+        self.detail = float(detail)
         self.dtype = dtype
         self.threads = None if threads is None else int(threads)
         if isinstance(estimator, str):
@@ -194,7 +204,8 @@ class FlowEngine:
         self.tile = None if tile is None else int(tile)
         self.tile_pad = int(tile_pad)
         self.prefetch = max(1, int(prefetch))
-        self._tiles: dict[tuple[int, int, int], int | None] = {}  # (frames, H, W) -> tile in use
+        # (frames, H, W) of the plate's windows -> tile in use, in the reduced pixels the estimator sees
+        self._tiles: dict[tuple[int, int, int], int | None] = {}
         if compile and not self.estimator.enable_compile():
             log.warning("%s has no network to compile; --compile is ignored", self.estimator.name)
 
@@ -209,11 +220,15 @@ class FlowEngine:
         return str(getattr(self.estimator, "device", self.device)).startswith("cuda")
 
     def host_bytes(self, frames: int, height: int, width: int) -> int:
-        """Host memory the engine itself holds for a window, whatever the tile: the window and its
-        float32 copy, the prefetched frames, and the whole-frame tiling accumulators (forward,
-        backward, two confidences, the weight sum)."""
-        pixels = height * width
-        return pixels * (4 * 3 * (2 * frames + self.prefetch) + 4 * (frames - 1) * 6 + 4)
+        """Host memory the engine itself holds for a window of ``height`` x ``width`` frames, whatever
+        the tile: the window and its float32 copy, the prefetched frames, and the whole-frame tiling
+        accumulators (forward, backward, two confidences, the weight sum). Below full detail, also the
+        reduced window and the reduced flows the full-size ones are upsampled from."""
+        own = height * width * (4 * 3 * (2 * frames + self.prefetch) + 4 * (frames - 1) * 6 + 4)
+        h, w = reduced_size(height, width, self.detail)
+        if (h, w) != (height, width):
+            own += h * w * (4 * 3 * frames + 4 * (frames - 1) * 6 + 4)
+        return own
 
     def _needs(self, frames: int, height: int, width: int, tile: int | None) -> int | None:
         """The estimator's memory for the largest piece ``tile`` cuts a frame into (None: no idea)."""
@@ -225,19 +240,25 @@ class FlowEngine:
                                               width=_round_up(width, stride))
 
     def _plan_tile(self, frames: int, height: int, width: int) -> int | None:
-        """The tile for windows of this size: ``tile``, or under ``max_memory`` the largest that fits."""
+        """The tile for windows of this (plate) size: ``tile``, or under ``max_memory`` the largest that
+        fits, in reduced pixels."""
         key = (frames, height, width)
         if key not in self._tiles:
             self._tiles[key] = self._choose_tile(frames, height, width)
         return self._tiles[key]
 
-    def _choose_tile(self, frames: int, height: int, width: int) -> int | None:
+    def _choose_tile(self, frames: int, plate_h: int, plate_w: int) -> int | None:
         if self.max_memory is None:
             return self.tile
         budget = self.max_memory
         if not self._on_gpu():
-            budget -= self.host_bytes(frames, height, width)
+            budget -= self.host_bytes(frames, plate_h, plate_w)
         name = self.estimator.name
+        # the estimator only ever sees the reduced frames: tiles are cut from those
+        height, width = reduced_size(plate_h, plate_w, self.detail)
+        size = f"{plate_w}x{plate_h}"
+        if (height, width) != (plate_h, plate_w):
+            size += f" (computed at {width}x{height}, `detail` {self.detail:g})"
         first = self._needs(frames, height, width, self.tile)
         if first is None:
             log.warning("%s cannot estimate its memory use; --max-memory is not applied", name)
@@ -250,14 +271,14 @@ class FlowEngine:
         for tile in candidates:
             need = self._needs(frames, height, width, tile)
             if need is not None and need <= budget:
-                log.info("%s: %dx%d frames need about %s, over --max-memory %s: %d-px tiles", name, width,
-                         height, format_memory_size(first), format_memory_size(self.max_memory), tile)
+                log.info("%s: %s frames need about %s, over --max-memory %s: %d-px tiles", name, size,
+                         format_memory_size(first), format_memory_size(self.max_memory), tile)
                 return tile
         smallest = self._needs(frames, height, width, self._min_tile) or 0
         raise UsageError(f"`max_memory` {format_memory_size(self.max_memory)} is too little for {name} on "
-                         f"{width}x{height} frames: even {self._min_tile}-px tiles need about "
-                         f"{format_memory_size(smallest + self.max_memory - budget)}; raise `max_memory`",
-                         param="max_memory")
+                         f"{size} frames: even {self._min_tile}-px tiles need about "
+                         f"{format_memory_size(smallest + self.max_memory - budget)}; raise `max_memory` or "
+                         "lower `detail`", param=("max_memory", "detail"))
 
     # -- one window -------------------------------------------------------------------------------
 
@@ -265,18 +286,23 @@ class FlowEngine:
         """Flows between neighbours of ``frames`` ``[F, H, W, 3]`` (display [0, 1]) at any size.
 
         ``label`` names the window in errors (``frames 1001-1003``). A CUDA out-of-memory error
-        retries the window in tiles half the size (the last try at :data:`MIN_TILE` pixels).
+        retries the window in tiles half the size (the last try at :data:`MIN_TILE` pixels). Below full
+        ``detail`` the estimator sees reduced frames and the flows are upsampled to ``[H, W]``.
         """
         frames = np.ascontiguousarray(frames, dtype=np.float32)  # [F, H, W, 3]
         if frames.ndim != 4 or frames.shape[-1] != 3 or not 2 <= frames.shape[0] <= self.estimator.window:
             raise UsageError(f"{self.estimator.name}: a window takes 2 to {self.estimator.window} RGB frames "
                              f"[F, H, W, 3], got shape {tuple(frames.shape)}")
         count, h, w = frames.shape[:3]
+        size = reduced_size(h, w, self.detail)
         with thread_limit(self.threads):
+            # resized before padding, so the pad to the stride is of the reduced frames, as the model needs
+            seen = frames if size == (h, w) else downscale_frames(frames, size)  # [F, h', w', 3]
             tile = self._plan_tile(count, h, w)
             while True:
                 try:
-                    return self._estimate_tile(frames, tile)
+                    result = self._estimate_tile(seen, tile)
+                    break
                 except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is a RuntimeError
                     if not is_out_of_memory(exc):
                         raise
@@ -284,10 +310,12 @@ class FlowEngine:
                 # outside the except block, so the failed call's tensors are unreferenced
                 release_device_memory()
                 tile = self._after_out_of_memory(failed, count, h, w, label)
+            return result if seen is frames else upscale_flows(result, h, w)  # [F-1, H, W, ...]
 
     def _after_out_of_memory(self, failed: int | None, count: int, h: int, w: int, label: str | None) -> int:
         """The next, halved tile after an out-of-memory error (kept for later windows of this size)."""
-        current = max(h, w) if failed is None else min(failed, max(h, w))
+        largest = max(reduced_size(h, w, self.detail))  # tiles are in the pixels the estimator sees
+        current = largest if failed is None else min(failed, largest)
         where = label or f"a window of {count} {w}x{h} frames"
         device = getattr(self.estimator, "device", self.device)
         smaller = max(current // 2, self._min_tile)

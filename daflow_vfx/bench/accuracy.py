@@ -142,16 +142,20 @@ def run_accuracy(
     device: str = "cpu",
     limit: int | None = None,
     iters: int | None = None,
+    detail: float = 1.0,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[Row], list[str]]:
     """Evaluate ``models`` at ``levels``; return the rows and the models skipped (with the reason).
 
     ``iters`` sets the DA-Flow models' refinement iterations (None: each model's registry value).
+    ``detail`` is the engine's vector detail: flow at that fraction of the pair's size, upsampled.
     """
+    from ..detail import check_detail
     from ..engine import FlowEngine
     from ..estimators import load_estimator
 
     check_levels(levels)
+    check_detail(detail)  # here: below, an engine's usage error would only skip its model
     pairs = load_pairs(data_dir)[:limit]
     engines: dict[str, FlowEngine] = {}
     skipped: list[str] = []
@@ -159,7 +163,7 @@ def run_accuracy(
         name, weights, label = parse_model_spec(spec)
         try:
             engines[label] = FlowEngine(load_estimator(name, device=device, iters=iters, weights=weights),
-                                        device=device)
+                                        device=device, detail=detail)
         except DaflowError as exc:
             if weights is not None:  # the user named this file: a bad one is an error, not a skipped row
                 raise
@@ -228,6 +232,7 @@ class AccuracyJob:
     device: str = "cpu"
     limit: int | None = None
     iters: int | None = None
+    detail: float = 1.0  # vector detail of the engine (1: full resolution)
     output: str | None = None  # markdown file whose accuracy section is replaced; None: none
     command: str = ""
 
@@ -243,7 +248,8 @@ def bench_accuracy(job: AccuracyJob, *, progress: Callable[[int, int], None] | N
 
     t0 = time.perf_counter()
     rows, skipped = run_accuracy(job.data, models=job.models, levels=job.levels, seed=job.seed,
-                                 device=job.device, limit=job.limit, iters=job.iters, progress=progress)
+                                 device=job.device, limit=job.limit, iters=job.iters, detail=job.detail,
+                                 progress=progress)
     minutes = (time.perf_counter() - t0) / 60
     npairs = rows[0].pairs if rows else 0
     lines = [
@@ -253,7 +259,9 @@ def bench_accuracy(job: AccuracyJob, *, progress: Callable[[int, int], None] | N
         "",
         f"{npairs} pairs from `{Path(job.data).name}`, degraded per (pair, level) with fixed seeds (seed "
         f"{job.seed}). EPE in pixels over valid ground-truth pixels; >1px / >3px are outlier rates in %. "
-        f"ms/pair is wall time per pair on `{job.device}` averaged over levels.",
+        f"ms/pair is wall time per pair on `{job.device}` averaged over levels."
+        + (f" Flow computed at vector detail {job.detail:g} of each pair's size and upsampled (`--detail`)."
+           if job.detail != 1 else ""),
         "",
         format_table(rows),
         "",

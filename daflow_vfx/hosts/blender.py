@@ -74,6 +74,7 @@ class ActionSettings:
     model: str = "default"
     device: str = "auto"
     input_colorspace: str = "auto"
+    detail: float = 1.0  # vector detail: flow at this fraction of the plate's resolution (`--detail`)
     layout: str = "blender"  # render: Blender's Vector pass (or both)
     # retime
     speed: float = 0.5
@@ -108,6 +109,9 @@ def _check(settings: ActionSettings) -> None:
                          f"{', '.join(COLORSPACES)}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", settings.device):
         raise UsageError(f"unknown device {settings.device!r}; use auto, cpu, cuda, cuda:N or mps")
+    if not 0 < settings.detail <= 1:  # also NaN
+        raise UsageError(f"vector detail {settings.detail:g} must be a fraction of the plate's resolution in "
+                         "(0, 1], e.g. 0.5; fix it in the DAFlow panel", param="detail")
     if settings.action == "retime" and not settings.target_fps.strip() and not settings.speed > 0:
         raise UsageError(f"retime: speed {settings.speed} must be > 0, or set a target fps such as 24:60")
 
@@ -117,7 +121,9 @@ def action_args(settings: ActionSettings) -> list[str]:
     _check(settings)
     args = [settings.action, settings.input, "-o", output_pattern(settings), "--model", settings.model,
             "--device", settings.device, "--input-colorspace", settings.input_colorspace,
-            "--start-frame", str(int(settings.start_frame))]
+            "--start-frame", str(int(settings.start_frame)),
+            # 6 significant digits: Blender's float32 0.3 is 0.30000001192092896 as a double
+            "--detail", f"{settings.detail:.6g}"]
     if settings.frame_range.strip():
         args += ["--frames", settings.frame_range.strip()]
     if settings.action == "render":

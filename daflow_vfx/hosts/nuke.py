@@ -80,6 +80,7 @@ class NodeSettings:
     device: str = "auto"
     layout: str = "nuke"
     input_colorspace: str = "auto"
+    detail: float = 1.0  # the vector detail knob: `render --detail`
     executable: str = ""  # "" -> $DAFLOW_VFX_EXECUTABLE -> daflow-vfx on PATH
     chunk_size: int = 10
     skip_existing: bool = False
@@ -105,6 +106,7 @@ class NodeSettings:
             device=text("device", "auto") or "auto",
             layout=text("layout", "nuke") or "nuke",
             input_colorspace=text("input_colorspace", "auto") or "auto",
+            detail=1.0 if knobs.get("vector_detail") is None else float(knobs["vector_detail"]),
             executable=text("executable", ""),
             chunk_size=int(float(knobs.get("chunk_size", 10) or 10)),
             skip_existing=bool(knobs.get("skip_existing", False)),
@@ -163,6 +165,9 @@ def _check(settings: NodeSettings) -> None:
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", settings.device):
         raise UsageError(f"{settings.node_name}: unknown device {settings.device!r}; use auto, cpu, cuda "
                          "or cuda:N")
+    if not 0 < settings.detail <= 1:  # also NaN; checked here so a farm job is refused before submission
+        raise UsageError(f"{settings.node_name}: vector detail {settings.detail:g} must be a fraction of the "
+                         "plate's resolution in (0, 1], e.g. 0.5", param="detail")
     if not settings.input.strip():
         raise UsageError(f"{settings.node_name}: no input plate; connect an input")
 
@@ -184,6 +189,8 @@ def render_args(settings: NodeSettings, *, frames: str | None = None) -> list[st
         "--model", settings.model,
         "--device", settings.device,
         "--input-colorspace", settings.input_colorspace,
+        # 6 significant digits: a slider's 0.30000000000000004 reads 0.3 in the farm's command line
+        "--detail", f"{settings.detail:.6g}",
     ]
     if settings.skip_existing:
         args.append("--skip-existing")

@@ -89,6 +89,7 @@ def flow_pair(job: FlowJob) -> FlowReport:
             "estimator": estimator.name,
             "estimatorVersion": estimator.version,
             "sourceFrames": f"{job.image1},{job.image2}",
+            "detail": repr(float(job.engine.detail)),
         }
         if estimator.weights_sha256:
             meta["weightsSha256"] = estimator.weights_sha256

@@ -1,7 +1,7 @@
 """The engine options of every command that computes flow, and the one way a job builds its engine.
 
 `render`, `flow`, `retime` and `stabilize` take the same options (``--model --device --dtype --tile
---tile-pad --max-memory --threads --compile --iters --weights``, one click decorator in
+--tile-pad --max-memory --threads --compile --iters --weights --detail``, one click decorator in
 ``daflow_vfx.cli._common``), so they are one dataclass here and one :func:`build_engine`: a job never
 picks its own subset, and an option added here reaches every command at once.
 """
@@ -38,6 +38,7 @@ class EngineOptions:
     compile: bool = False  # torch.compile the network (learned models)
     iters: int | None = None  # refinement iterations of a learned model; None: the model's own
     weights: str | None = None  # local weights for a learned model
+    detail: float = 1.0  # flow at this fraction of the plate's resolution, upsampled ("Vector Detail")
 
     def __post_init__(self) -> None:
         if self.model not in model_names():
@@ -46,7 +47,7 @@ class EngineOptions:
                                     "`daflow-vfx models`)", param="model")
         check_device_name(self.device)
         check_engine_settings(dtype=self.dtype, tile=self.tile, tile_pad=self.tile_pad, threads=self.threads,
-                              max_memory=self.max_memory)
+                              max_memory=self.max_memory, detail=self.detail)
 
     def resolved_device(self) -> str:
         """The device the engine will use (``auto`` is ``cpu`` for CPU-only models)."""
@@ -74,4 +75,5 @@ def build_engine(options: EngineOptions, *, device: str | None = None) -> FlowEn
         max_memory=options.max_memory,
         threads=options.threads,
         compile=options.compile,
+        detail=options.detail,
     )

@@ -102,6 +102,10 @@ def _stamp(job: RenderJob, plate, colorspace: str) -> RenderStamp:
         "layer": job.layer,
         "allowGaps": job.allow_gaps,
     }
+    if engine.detail != 1:
+        # only when reduced: outputs rendered before `detail` existed were computed at full detail, are
+        # bit-identical to a detail-1 render and stay complete; any other detail is another render
+        settings["detail"] = float(engine.detail)
     info = plate.info
     source_id = plate_fingerprint(plate.source_files(), extra={"startFrame": job.start_frame})
     return RenderStamp(width=info.width, height=info.height, layout=job.layout,
@@ -208,6 +212,7 @@ def render(job: RenderJob, *, progress: Progress | None = None) -> RenderReport:
             "estimator": estimator.name,
             "estimatorVersion": estimator.version,
             "inputColorspace": colorspace,
+            "detail": repr(float(job.engine.detail)),  # the vector detail, also at 1 (settings omit it there)
             **stamp.attributes(),  # sourcePlate (the full path: farm logs need it), sourceId, settings
         }
         if estimator.weights_sha256:

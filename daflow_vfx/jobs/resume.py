@@ -8,7 +8,8 @@ records in the EXR header what made it (:meth:`RenderStamp.attributes`):
 - ``daflow/sourceId``: a fingerprint of every file of the plate (name, size, modification time), so a
   re-delivered or edited plate at the same path is a different source;
 - ``daflow/settings``: the settings that change the vectors (model, weights, iterations, precision,
-  tiling, layout, channels' type, compression, colour space, layer, start frame, gap handling).
+  tiling, vector detail below 1, layout, channels' type, compression, colour space, layer, start frame,
+  gap handling).
 
 :meth:`RenderStamp.mismatch` accepts a file only when it reads in full (every pixel), is the plate's
 size, carries exactly the layout's channels, is the frame it is named for, and records this plate and

@@ -107,8 +107,8 @@ def _settings_for(action: str, context, source: Source):
         action=action, input=source.path, output_folder=bpy.path.abspath(folder), name=s.name or source.name,
         frame_range=s.frame_range, start_frame=source.first_frame if source.kind == "movie" else 1,
         model=s.model.strip() or "default", device=s.device, input_colorspace=s.input_colorspace,
-        speed=s.speed, target_fps=s.target_fps, mode=s.stabilize_mode, smooth=s.smooth, crop=s.crop,
-        fps=context.scene.render.fps / context.scene.render.fps_base,
+        detail=s.detail, speed=s.speed, target_fps=s.target_fps, mode=s.stabilize_mode, smooth=s.smooth,
+        crop=s.crop, fps=context.scene.render.fps / context.scene.render.fps_base,
     )
 
 

@@ -26,6 +26,11 @@ class DaflowSettings(bpy.types.PropertyGroup):
                           description="Flow estimator: default, dis, daflow-compact, ... (daflow-vfx models)")
     device: EnumProperty(name="Device", items=DEVICES, default="auto")
     input_colorspace: EnumProperty(name="Colourspace", items=COLORSPACES, default="auto")
+    detail: FloatProperty(
+        name="Vector Detail", default=1.0, min=0.01, max=1.0, soft_min=0.1, subtype="FACTOR",
+        description="Compute the flow at this fraction of the source's resolution and upsample the "
+                    "vectors to full size (as Kronos' Vector Detail): 1 is full resolution, 0.5 about 4x "
+                    "fewer pixels")
     speed: FloatProperty(name="Speed", default=0.5, min=0.01, soft_max=4.0,
                          description="Retime speed: 0.5 is 2x slow motion")
     target_fps: StringProperty(name="FPS", default="",

@@ -14,6 +14,7 @@ def draw_panel(layout, context) -> None:
     row.prop(settings, "model")
     row.prop(settings, "device", text="")
     layout.prop(settings, "input_colorspace")
+    layout.prop(settings, "detail", slider=True)
 
     col = layout.column(align=True)
     col.operator("daflow.compute_vectors", icon="ORIENTATION_VIEW")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -231,6 +232,37 @@ def test_panels_draw_in_both_editors(extension) -> None:
     extension.ui.draw_panel(Layout(), Ctx())
     bpy.context.scene.daflow.running = False
     assert sys.modules[extension.__name__ + ".ui"] is extension.ui
+
+
+def test_vector_detail_control_reaches_every_action(settings, fake_daflow, extension, tmp_path: Path) -> None:
+    prop = settings.bl_rna.properties["detail"]
+    assert (prop.name, prop.default, prop.hard_min, prop.hard_max) == ("Vector Detail", 1.0,
+                                                                       pytest.approx(0.01), 1.0)
+    drawn: list[str] = []
+
+    class Layout:  # records the properties the panel draws
+        def __getattr__(self, name):
+            return lambda *a, **k: self
+
+        def prop(self, data, name, **kwargs):
+            drawn.append(name)
+            return self
+
+    class Ctx:
+        scene = bpy.context.scene
+
+    extension.ui.draw_panel(Layout(), Ctx())
+    assert "detail" in drawn
+    plate = write_sequence(tmp_path / "plate", translated_frames(2, 16, 16, dx=1, dy=0))
+    record = tmp_path / "argv.json"
+    fake_daflow(f"import json\njson.dump(sys.argv[1:], open({str(record)!r}, 'w'))\n")
+    settings.detail = 0.5
+    for action in ("compute_vectors", "retime", "stabilize"):
+        record.unlink(missing_ok=True)
+        assert getattr(bpy.ops.daflow, action)("EXEC_DEFAULT", source=plate) == {"FINISHED"}
+        extension.core.wait(timeout=30)
+        argv = json.loads(record.read_text())
+        assert argv[argv.index("--detail") + 1] == "0.5", action
 
 
 def test_install_with_bpy_into_an_extension_repository(extension, tmp_path: Path) -> None:

@@ -94,6 +94,11 @@ def test_action_args_for_each_action(tmp_path: Path) -> None:
     assert stab[stab.index("--mode") + 1] == "translation"
     assert stab[stab.index("--smooth") + 1] == "1.5" and stab[stab.index("--crop") + 1] == "0.9"
     assert stab[stab.index("--fps") + 1] == "25.0"
+    # vector detail: every action computes flow, so each passes it (float32 noise from Blender dropped)
+    for action in ("render", "retime", "stabilize"):
+        args = hb.action_args(_settings(action, tmp_path, detail=float(np.float32(0.3))))
+        assert args[args.index("--detail") + 1] == "0.3", action
+    assert render[render.index("--detail") + 1] == "1"
 
 
 def test_action_args_reject_bad_settings(tmp_path: Path) -> None:
@@ -106,6 +111,10 @@ def test_action_args_reject_bad_settings(tmp_path: Path) -> None:
             action="render", input="a.####.png", output_folder=str(tmp_path), device="gpu9"))
     with pytest.raises(UsageError, match="speed"):
         hb.action_args(_settings("retime", tmp_path, speed=0.0))
+    for detail in (0.0, 1.5, float("nan")):
+        with pytest.raises(UsageError, match=r"vector detail .* in \(0, 1\]") as caught:
+            hb.action_args(_settings("render", tmp_path, detail=detail))
+        assert caught.value.param == "detail"
 
 
 def test_resolve_command_prefers_the_python_preference(tmp_path: Path) -> None:

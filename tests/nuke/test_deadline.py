@@ -126,7 +126,18 @@ def test_cli_deadline_job(tmp_path, monkeypatch) -> None:
     assert parse_info(job_file.read_text())["ChunkSize"] == "5"
     assert parse_info(plugin_file.read_text())["Arguments"] == (
         f"render /plates/sh010.####.exr -o {out} --frames <STARTFRAME>-<ENDFRAME> --layout nuke "
-        "--model default --device auto --input-colorspace auto")
+        "--model default --device auto --input-colorspace auto --detail 1")
+
+
+def test_cli_deadline_job_passes_the_vector_detail(tmp_path) -> None:
+    args = ["nuke", "deadline-job", "/plates/sh010.####.exr", "-o", str(tmp_path / "v.####.exr"), "--frames",
+            "1001-1020", "--job-dir", str(tmp_path / "jobs")]
+    result = CliRunner().invoke(main, [*args, "--detail", "0.5"])
+    assert result.exit_code == 0, result.output
+    (plugin_file,) = (tmp_path / "jobs").glob("*.plugin_info.job")
+    assert parse_info(plugin_file.read_text())["Arguments"].endswith(" --detail 0.5")
+    bad = CliRunner().invoke(main, [*args, "--detail", "0"])
+    assert bad.exit_code == 2 and "vector detail 0 must be a fraction" in bad.output
 
 
 def test_cli_deadline_job_bad_range_is_a_usage_error(tmp_path) -> None:

@@ -18,7 +18,7 @@ from daflow_vfx.hosts.nuke import NodeSettings
 def settings(tmp_path: Path, **overrides) -> NodeSettings:
     knobs = {"model": "dis", "device": "cpu", "frame_range": "", "layout": "nuke", "input_colorspace": "auto",
              "output_folder": str(tmp_path / "vec"), "output_name": "sh010.####.exr", "executable": "",
-             "chunk_size": 5.0, "skip_existing": False}
+             "chunk_size": 5.0, "skip_existing": False, "vector_detail": 1.0}
     knobs.update(overrides)
     return NodeSettings.from_knobs(knobs, input="/plates/sh010.%04d.exr", node_name="DAFlow1",
                                    input_first=1001, input_last=1010)
@@ -30,9 +30,10 @@ def test_knobs_to_render_args(tmp_path) -> None:
     args = hosts.render_args(s)
     assert args == ["render", "/plates/sh010.%04d.exr", "-o", str(tmp_path / "vec" / "sh010.####.exr"),
                     "--frames", "1001-1010", "--layout", "nuke", "--model", "dis", "--device", "cpu",
-                    "--input-colorspace", "auto"]
+                    "--input-colorspace", "auto", "--detail", "1"]
     args = hosts.render_args(settings(tmp_path, frame_range="1003-1005", layout="both", skip_existing=True,
-                                      input_colorspace="log"))
+                                      input_colorspace="log", vector_detail=0.5))
+    assert args[args.index("--detail") + 1] == "0.5"
     assert args[args.index("--frames") + 1] == "1003-1005"
     assert args[args.index("--layout") + 1] == "both"
     assert args[args.index("--input-colorspace") + 1] == "log"
@@ -79,6 +80,24 @@ def test_invalid_knobs(tmp_path) -> None:
         hosts.render_args(settings(tmp_path, device="gpu0"))
     args = hosts.render_args(settings(tmp_path, device="cuda:1"))
     assert args[args.index("--device") + 1] == "cuda:1"
+
+
+def test_vector_detail_knob(tmp_path) -> None:
+    from daflow_vfx.cli import main
+
+    for value in (0.0, -1.0, 1.5, float("nan")):
+        with pytest.raises(UsageError, match=r"DAFlow1: vector detail .* in \(0, 1\]"):
+            hosts.render_args(settings(tmp_path, vector_detail=value))
+    # a node saved before the knob existed renders at full detail
+    knobs = {"output_folder": str(tmp_path), "model": "dis"}
+    assert NodeSettings.from_knobs(knobs, input="p.####.exr").detail == 1.0
+    # a slider's float noise is not carried into the command line, and the real CLI takes what is
+    args = hosts.render_args(settings(tmp_path, vector_detail=0.1 + 0.2))
+    assert args[args.index("--detail") + 1] == "0.3"
+    ctx = main.commands["render"].make_context("render", args[1:])
+    assert ctx.params["detail"] == 0.3
+    farm = hosts.deadline_job(settings(tmp_path, vector_detail=0.5))
+    assert farm.arguments[farm.arguments.index("--detail") + 1] == "0.5"
 
 
 def test_colorspaces_match_the_library() -> None:

@@ -32,9 +32,9 @@ def test_parser_rejects_broken_syntax() -> None:
 
 def test_gizmo_user_knobs(gizmo) -> None:
     names = gizmo.user_knob_names()
-    for knob in ("model", "device", "frame_range", "layout", "input_colorspace", "output_folder",
-                 "output_name", "executable", "chunk_size", "skip_existing", "render_vectors", "submit_farm",
-                 "vectors_file", "read_first", "read_last", "vectors_ready"):
+    for knob in ("model", "device", "frame_range", "layout", "input_colorspace", "vector_detail",
+                 "output_folder", "output_name", "executable", "chunk_size", "skip_existing",
+                 "render_vectors", "submit_farm", "vectors_file", "read_first", "read_last", "vectors_ready"):
         assert knob in names, knob
     assert len(names) == len(set(names))
     types = {name: gizmo.user_knob(name)["type"] for name in names}
@@ -48,6 +48,10 @@ def test_gizmo_user_knobs(gizmo) -> None:
     assert gizmo.user_knob("model")["items"].split()[:2] == ["default", "dis"]
     assert gizmo.value("output_name") == "vectors.####.exr"
     assert gizmo.value("chunk_size") == "10"
+    # Kronos' Vector Detail: a floating-point knob, full detail by default, a 0-1 slider
+    detail = gizmo.user_knob("vector_detail")
+    assert (detail["type"], detail["label"]) == (7, "vector detail")
+    assert gizmo.value("vector_detail") == "1"
     assert gizmo.value("inputs") == "1"
 
 

@@ -126,7 +126,7 @@ def daflow_node(tmp_path: Path, executable: Path, **knobs) -> Node:
     values = {"model": "dis", "device": "cpu", "frame_range": "", "layout": "nuke",
               "input_colorspace": "auto",
               "output_folder": str(tmp_path / "vec"), "output_name": "sh.####.exr",
-              "executable": str(executable), "chunk_size": 2.0, "skip_existing": False,
+              "executable": str(executable), "chunk_size": 2.0, "skip_existing": False, "vector_detail": 1.0,
               "vectors_file": "", "read_first": 1.0, "read_last": 100.0, "vectors_ready": False}
     values.update(knobs)
     node = Node("DAFlow", "DAFlow1", values)
@@ -156,7 +156,7 @@ def test_render_button_uses_the_read_plate_and_wires_the_read_back(tmp_path, mon
     for f in (1001, 1002, 1003):
         (tmp_path / f"sh.{f}.exr").write_bytes(b"")
     upstream = Node("Read", "Read1", {"file": str(tmp_path / "sh.%04d.exr")})
-    node = daflow_node(tmp_path, fake_executable(tmp_path))
+    node = daflow_node(tmp_path, fake_executable(tmp_path), vector_detail=0.25)
     node.setInput(0, upstream)
     fake = make_fake_nuke(tmp_path, {"DAFlow1": node})
     monkeypatch.setattr(plugin, "nuke", fake)
@@ -170,6 +170,7 @@ def test_render_button_uses_the_read_plate_and_wires_the_read_back(tmp_path, mon
     assert argv[:2] == ["render", str(tmp_path / "sh.%04d.exr")]
     assert argv[argv.index("--frames") + 1] == "1001-1003"
     assert argv[argv.index("--input-colorspace") + 1] == "auto"
+    assert argv[argv.index("--detail") + 1] == "0.25"  # the vector detail knob
     assert ProgressTask.instances[-1].values == [0, 50, 100]
     assert fake.messages == []
     assert node["vectors_file"].value() == str(tmp_path / "vec" / "sh.####.exr")

@@ -39,8 +39,8 @@ __all__ = [
 ]
 
 # The gizmo's user knobs read by the buttons (see gizmos/DAFlow.gizmo).
-KNOBS = ("model", "device", "frame_range", "layout", "input_colorspace", "output_folder", "output_name",
-         "executable", "chunk_size", "skip_existing")
+KNOBS = ("model", "device", "frame_range", "layout", "input_colorspace", "vector_detail", "output_folder",
+         "output_name", "executable", "chunk_size", "skip_existing")
 PLUGIN_DIR = Path(__file__).resolve().parent.parent
 TOOLSETS = ("DAFlow_VectorBlur", "DAFlow_Retime", "DAFlow_Stabilize")
 
