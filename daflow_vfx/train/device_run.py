@@ -91,7 +91,20 @@ def _worker(config: str, out: Path, minutes: float, device: str | None, shard_by
         write_shards(model, out, stem, dtype=torch.float16, metadata=meta, max_bytes=shard_bytes)
         log_copy.write_bytes((Path(cfg.out_dir) / "log.jsonl").read_bytes())
 
-    report = train(cfg, progress=False, on_log=on_log, on_checkpoint=on_checkpoint)
+    started = time.monotonic()
+    while True:
+        try:
+            report = train(cfg, progress=False, on_log=on_log, on_checkpoint=on_checkpoint)
+            break
+        except torch.OutOfMemoryError:
+            # One device window a session: an OOM must not cost it. Halve the batch and go on for the
+            # minutes left (from the last checkpoint if one was written, else from the start weights).
+            if cfg.batch_size == 1:
+                raise
+            cfg.batch_size //= 2
+            cfg.max_minutes = minutes - (time.monotonic() - started) / 60
+            torch.cuda.empty_cache()
+            print(f"[{stem}] out of device memory; retrying with batch {cfg.batch_size}", flush=True)
     windows = report.batches * cfg.batch_size
     summary = {
         "config": config, "model": cfg.model, "init": init.path, "seed": cfg.seed,

@@ -228,3 +228,27 @@ def test_a_bf16_autocast_step_on_device_windows(model, stage):
                          nframes=3, host_gen=host, noise_gen=host)
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     assert any(not torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+@pytest.mark.slow
+def test_out_of_device_memory_halves_the_batch_and_goes_on(tmp_path, monkeypatch):
+    import daflow_vfx.train.loop as loop
+    from daflow_vfx.train.device_run import _worker
+
+    real, batches = loop.train, []
+
+    def first_call_runs_out(cfg, **kw):
+        batches.append(cfg.batch_size)
+        if len(batches) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(cfg, **kw)
+
+    monkeypatch.setattr(loop, "train", first_call_runs_out)
+    init = tmp_path / "init.safetensors"
+    save_weights(daflow_compact_cnn(), init)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY.format(model="daflow-compact-cnn-noprior", init=init, stage1="{steps: 0}")
+                   .replace("batch_size: 1", "batch_size: 2"))
+    summary = _worker(str(cfg), tmp_path, 0.3, "cpu", 2 * 2**20)
+    assert batches == [2, 1] and summary["batches"] > 0
+    assert find_shards(tmp_path, "daflow_compact_cnn_noprior")
