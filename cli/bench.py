@@ -238,21 +238,12 @@ def timestep(model: str, weights: str | None, timesteps: str, samples: int, data
            timesteps=parse_timesteps(timesteps), samples=samples, data=data, limit=limit)
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: give HEIGHTxWIDTH, e.g. 384x512", param_hint="--size") from None
-    if h < 16 or w < 16:
-        raise click.BadParameter(f"{text!r}: at least 16x16", param_hint="--size")
-    return h, w
-
-
 @command.command("train")
 @click.option("--model", default="daflow-compact-noprior", show_default=True,
               help=_variants("A prior-free DA-Flow variant (its weights do not matter for speed)",
                              network_names(prior_free=True)))
-@click.option("--size", default="384x512", show_default=True, help="Crop, HEIGHTxWIDTH.")
+@click.option("--size", default="512x384", show_default=True,
+              help="Training crop, WIDTHxHEIGHT (as bench speed's --sizes), multiples of 16.")
 @click.option("--batch", "batch_size", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--frames", "num_frames", default=3, show_default=True, type=click.IntRange(min=2, max=8))
 @click.option("--iters", default=10, show_default=True, type=click.IntRange(min=1),
@@ -269,9 +260,11 @@ def train_speed(model: str, size: str, batch_size: int, num_frames: int, iters: 
                 autocast: str | None, seconds: float, output: str | None, update_docs: bool,
                 device: str) -> None:
     """Training throughput: windows/s of the on-device data alone and of full training steps."""
+    from daflow_vfx.bench.speed import parse_size
     from daflow_vfx.bench.train_speed import TrainSpeedJob, bench_train_speed
 
-    job = TrainSpeedJob(model=model, device=_device(device), size=_size(size), batch_size=batch_size,
+    width, height = parse_size(size, param="size")
+    job = TrainSpeedJob(model=model, device=_device(device), size=(height, width), batch_size=batch_size,
                         num_frames=num_frames, iters=iters, stage=stage, autocast=autocast, seconds=seconds,
                         output=_target(output, update_docs))
     click.echo(bench_train_speed(job))

@@ -64,12 +64,12 @@ def speed_models() -> tuple[str, ...]:
 # options
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"1920x1080"`` -> ``(1920, 1080)``; :class:`UsageError` for anything else."""
+def parse_size(text: str, *, param: str = "sizes") -> tuple[int, int]:
+    """``"1920x1080"`` -> ``(1920, 1080)``; :class:`UsageError` naming ``param`` for anything else."""
     match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
     if match is None or int(match.group(1)) < 1 or int(match.group(2)) < 1:
-        raise UsageError(f"bad size {text.strip()!r} in `sizes`; use WIDTHxHEIGHT, e.g. 1920x1080",
-                         param="sizes")
+        raise UsageError(f"bad size {text.strip()!r} in `{param}`; use WIDTHxHEIGHT, e.g. 1920x1080",
+                         param=param)
     return int(match.group(1)), int(match.group(2))
 
 

@@ -14,6 +14,7 @@ on them.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ class TrainSpeedJob:
     output: str | None = None  # markdown file whose train-<device> section is replaced; None: none
 
     def cli_args(self) -> list[str]:
-        args = ["--model", self.model, "--device", self.device, "--size", f"{self.size[0]}x{self.size[1]}",
+        # size is a training crop (height, width); the flag reads WIDTHxHEIGHT, as bench speed's
+        args = ["--model", self.model, "--device", self.device, "--size", f"{self.size[1]}x{self.size[0]}",
                 "--batch", str(self.batch_size), "--frames", str(self.num_frames), "--iters", str(self.iters),
                 "--seconds", f"{self.seconds:g}", "--stage", str(self.stage)]
         if self.autocast:
@@ -106,9 +108,7 @@ def _timed(fn, *, seconds: float, device, warmup: int = 2) -> tuple[float, int, 
     sampler = _BusySampler(device) if cuda and _nvml_available(device) else None
     calls = 0
     start = time.perf_counter()
-    if sampler is not None:
-        sampler.__enter__()
-    try:
+    with sampler if sampler is not None else contextlib.nullcontext():
         while True:
             fn(warmup + calls)
             calls += 1
@@ -116,9 +116,6 @@ def _timed(fn, *, seconds: float, device, warmup: int = 2) -> tuple[float, int, 
                 sync()
                 if time.perf_counter() - start >= seconds:
                     break
-    finally:
-        if sampler is not None:
-            sampler.__exit__(None, None, None)
     sync()
     return time.perf_counter() - start, calls, None if sampler is None else sampler.mean()
 
@@ -135,6 +132,10 @@ def measure_train_speed(job: TrainSpeedJob) -> list[TrainSpeedRow]:
 
     if job.seconds <= 0 or job.batch_size < 1 or job.num_frames < 2:
         raise UsageError("bench train needs seconds > 0, batch >= 1 and frames >= 2")
+    if min(job.size) < 16 or job.size[0] % 16 or job.size[1] % 16:
+        # the compact variants' stride: the training crop is never padded
+        raise UsageError(f"`size` {job.size[1]}x{job.size[0]}: use multiples of 16, e.g. 512x384",
+                         param="size")
     device = torch.device(resolve_device(job.device))
     entry = get_entry(job.model)
     if entry.flow_init is not None:

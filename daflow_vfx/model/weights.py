@@ -56,7 +56,15 @@ def sha256_file(path: str | os.PathLike) -> str:
 def save_weights(
     model: nn.Module, path: str | os.PathLike, *, metadata: Mapping[str, object] | None = None
 ) -> str:
-    """Write the model's state dict as safetensors (atomically); return the file's sha256.
+    """Write the model's state dict as safetensors (atomically, :func:`save_state`); return its sha256."""
+    path = Path(path)
+    save_state({k: v.detach().cpu() for k, v in model.state_dict().items()}, path, metadata=metadata)
+    return sha256_file(path)
+
+
+def save_state(state: Mapping[str, torch.Tensor], path: str | os.PathLike, *,
+               metadata: Mapping[str, object] | None = None) -> None:
+    """Write tensors as one safetensors file, atomically (a hidden temp renamed into place).
 
     Metadata values are stored as strings (JSON for non-strings), as safetensors requires.
     """
@@ -64,14 +72,12 @@ def save_weights(
 
     path = Path(path)
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        save_file(state, str(tmp), metadata=meta)
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=meta)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return sha256_file(path)
 
 
 def flow_init_of(entry: NetworkEntry, weights: str | os.PathLike | None) -> str | None:

@@ -7,7 +7,6 @@ Shards of one set are named ``NAME-00001-of-00003.safetensors`` and each carries
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -17,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
-from ..model.weights import get_entry, load_state_strict, save_weights
+from ..model.weights import get_entry, load_state_strict, save_state, save_weights
 
 # 15 MiB of tensor data leaves room for the safetensors header under the device's 16 MiB per file.
 DEVICE_SHARD_BYTES = 15 * 2**20
@@ -47,24 +46,16 @@ def write_shards(model: nn.Module, folder: str | os.PathLike, name: str, *, dtyp
 
     Shards of an earlier call with another count are removed, so the folder always holds one set.
     """
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()
              for k, v in model.state_dict().items()}
-    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
-    meta["dtype"] = str(dtype).removeprefix("torch.")
+    meta = {**metadata, "dtype": str(dtype).removeprefix("torch.")}
     groups = shard_state(state, max_bytes)
     paths = []
     for i, group in enumerate(groups, start=1):
         path = folder / f"{name}-{i:05d}-of-{len(groups):05d}.safetensors"
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            save_file({k: v.contiguous() for k, v in group.items()}, str(tmp), metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        save_state(group, path, metadata=meta)
         paths.append(path)
     for old in folder.glob(f"{name}-*-of-*.safetensors"):
         m = _SHARD.match(old.name)

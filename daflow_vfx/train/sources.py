@@ -15,6 +15,10 @@ from .config import TrainConfig
 from .data import SyntheticFlowDataset, worker_init_fn
 
 
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
 class _Slice(Dataset):
     """Samples ``start, start+1, ...`` of an endless dataset (so resumes draw fresh samples)."""
 
@@ -45,7 +49,7 @@ def _cpu_batches(cfg: TrainConfig, device: torch.device, first_batch: int
         pin_memory=device.type == "cuda",
     )
     for batch in loader:
-        yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        yield to_device(batch, device)
 
 
 def _device_batches(cfg: TrainConfig, device: torch.device, first_batch: int

@@ -18,6 +18,7 @@ from ..model.daflow import DAFlow
 from .config import TrainConfig
 from .data import SyntheticFlowDataset
 from .losses import epe
+from .sources import to_device
 from .steps import flow_init_of_batch
 
 
@@ -104,7 +105,3 @@ class ValidationSet:
         samples = validation_samples(cfg, large=large)
         return cls("val_large" if large else "val", samples, zero_flow_epe(samples),
                    init_flow_epe(cfg, samples))
-
-
-def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
