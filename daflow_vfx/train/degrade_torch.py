@@ -249,7 +249,9 @@ def _noise(x: Tensor, kinds: np.ndarray, grey: np.ndarray, level: np.ndarray, ge
         return rows + n * _to(level[idx], dev).view(-1, 1, 1, 1)
 
     def poisson(rows: Tensor, idx: np.ndarray) -> Tensor:
-        base = rows.clamp(0.0, 1.0)
+        # A non-finite pixel would stop torch.poisson with a device-side assert (a dead run on CUDA);
+        # the window generator drops such windows from the loss instead.
+        base = torch.nan_to_num(rows, nan=0.0).clamp(0.0, 1.0)
         g = _to(grey[idx], dev, torch.bool).view(-1, 1, 1, 1)
         base = torch.where(g, (base * weights).sum(1, keepdim=True).expand_as(base), base)
         counts = torch.poisson(base * _POISSON_PEAK, generator=generator)

@@ -116,6 +116,9 @@ def train_step(model: DAFlow, opt: torch.optim.Optimizer, batch: dict[str, torch
         loss, train_epe = stage2_loss(model, batch, transform, cfg, nframes)
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-    opt.step()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    # A non-finite gradient would poison every weight; skip that one update. This waits for the
+    # device once a step, a small price beside losing a run.
+    if bool(torch.isfinite(norm)):
+        opt.step()
     return loss.detach(), train_epe

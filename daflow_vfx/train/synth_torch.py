@@ -253,7 +253,10 @@ class DeviceWindowGenerator:
         self.photos = None
         if self.photo_fraction > 0:
             self.photos = photo_bank if photo_bank is not None else PhotoBank.load(self.device)
-            if self.photos is not None and self.photos.sharp.device != self.device:
+            # torch.device("cuda") and the cuda:0 a tensor reports are the same device: compare loosely.
+            bank = self.photos.sharp.device if self.photos is not None else self.device
+            if bank.type != self.device.type or None not in (bank.index, self.device.index) \
+                    and bank.index != self.device.index:
                 raise UsageError(f"photo_bank lives on {self.photos.sharp.device}; load it on {self.device}")
 
     # ----------------------------------------------------------------------------------------- public
@@ -270,7 +273,8 @@ class DeviceWindowGenerator:
         presets = self._presets(rng)
         degraded = degrade_windows(clean, presets=presets, generator=gen, flows_forward=flows["flow_fwd"])
         level = torch.as_tensor([DEGRADE_LEVELS.index(p) for p in presets], dtype=torch.int64)
-        return {"clean": clean, "degraded": degraded, **flows, "degrade_level": level.to(self.device)}
+        return _finite_windows({"clean": clean, "degraded": degraded, **flows,
+                                "degrade_level": level.to(self.device)})
 
     # ----------------------------------------------------------------------------------------- scene
     def _render(self, rng: np.random.Generator, gen: torch.Generator
@@ -413,3 +417,23 @@ def _composite(under: Tensor, ids: Tensor | None, layer_rgba: Tensor, layer: int
     if ids is not None:
         ids = torch.where(alpha[:, 0] >= _ALPHA_ON_TOP, torch.full_like(ids, layer), ids)
     return out, ids
+
+
+def _finite_windows(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Zero any non-finite value and mark its window invalid, without waiting for the device.
+
+    A rare draw (seen on CUDA only, in the first device run) can leave a NaN in a window; one such
+    window would otherwise make the loss, and every weight after it, NaN. ``finite`` [B] says which
+    windows were whole.
+    """
+    keys = ("clean", "degraded", "flow_fwd", "flow_bwd")
+    finite = torch.stack([torch.isfinite(batch[k]).flatten(1).all(1) for k in keys]).all(0)  # [B]
+    out = dict(batch)
+    for k in keys:
+        out[k] = torch.nan_to_num(batch[k], nan=0.0, posinf=0.0, neginf=0.0)
+    keep = finite.view(-1, 1, 1, 1)
+    for k in ("valid_fwd", "valid_bwd"):
+        out[k] = batch[k] * keep.to(batch[k].dtype)
+    out["finite"] = finite
+    return out
+

@@ -55,11 +55,13 @@ def test_batch_layout(make) -> None:
     b, f, (h, w) = 4, 3, SIZE
     expected = {"clean": (b, f, 3, h, w), "degraded": (b, f, 3, h, w), "flow_fwd": (b, f - 1, 2, h, w),
                 "flow_bwd": (b, f - 1, 2, h, w), "valid_fwd": (b, f - 1, h, w), "valid_bwd": (b, f - 1, h, w),
-                "occ_fwd": (b, f - 1, h, w), "occ_bwd": (b, f - 1, h, w), "degrade_level": (b,)}
+                "occ_fwd": (b, f - 1, h, w), "occ_bwd": (b, f - 1, h, w), "degrade_level": (b,),
+                "finite": (b,)}
     assert {k: tuple(v.shape) for k, v in out.items()} == expected
     for key, value in out.items():
         assert value.device.type == "cpu"
-        assert value.dtype == (torch.int64 if key == "degrade_level" else torch.float32)
+        assert value.dtype == {"degrade_level": torch.int64, "finite": torch.bool}.get(key, torch.float32)
+    assert out["finite"].all()
     for key in ("clean", "degraded"):
         assert float(out[key].min()) >= 0.0 and float(out[key].max()) <= 1.0
     for key in ("valid_fwd", "valid_bwd", "occ_fwd", "occ_bwd"):
@@ -216,3 +218,19 @@ def test_photo_bank_reads_the_bundled_photos(bank: tt.PhotoBank | None) -> None:
     assert bank.sharp.shape == bank.soft.shape and bank.sharp.shape[1] == 3
     assert len(bank.sizes) == bank.sharp.shape[0] and bank.grey.any() and not bank.grey.all()
     assert float(bank.sharp.max()) <= 1.0 and float(bank.sharp.min()) >= 0.0
+
+
+def test_a_non_finite_window_is_zeroed_and_leaves_the_loss() -> None:
+    from daflow_vfx.train.synth_torch import _finite_windows
+
+    b, f, h, w = 3, 3, 8, 8
+    batch = {"clean": torch.rand(b, f, 3, h, w), "degraded": torch.rand(b, f, 3, h, w),
+             "flow_fwd": torch.randn(b, f - 1, 2, h, w), "flow_bwd": torch.randn(b, f - 1, 2, h, w),
+             "valid_fwd": torch.ones(b, f - 1, h, w), "valid_bwd": torch.ones(b, f - 1, h, w)}
+    batch["degraded"][1, 2, 0, 3, 3] = float("nan")
+    batch["flow_bwd"][2, 0, 1, 0, 0] = float("inf")
+    out = _finite_windows(batch)
+    assert out["finite"].tolist() == [True, False, False]
+    assert all(torch.isfinite(out[k]).all() for k in ("clean", "degraded", "flow_fwd", "flow_bwd"))
+    assert out["valid_fwd"][0].all() and not out["valid_fwd"][1:].any() and not out["valid_bwd"][1:].any()
+    assert torch.equal(out["degraded"][0], batch["degraded"][0])
