@@ -187,19 +187,21 @@ _ENTRIES: dict[str, ModelEntry] = {
         # DA-Flow paper do. DIS fails on large motion (40 to 190 px on flow-large) and costs about 0.3 s
         # of host time per 1080p window; these are trained on a lent GPU by the prepared device run
         # (tools/device/train.sh, configs/compact/gpu-noprior384x512*.yaml), which starts from the
-        # DIS-refining weights above. Their files appear once a device run has returned and been
-        # committed; sha256 stays None until then. 12 iterations (RAFT's default) until their weights
-        # are evaluated with fewer.
+        # DIS-refining weights above, and each later device run continues from the committed files
+        # (docs/training/*-device.jsonl). 12 iterations (RAFT's default) until their weights are
+        # evaluated with fewer.
         NetworkEntry(
             name="daflow-compact-noprior", network=_COMPACT, params=12_631_427,
             description="DA-Flow compact predicting its own flow (no DIS prior): for large motion; "
             "GPU-trained",
-            file="daflow_compact_noprior.safetensors", sha256=None, iters=12,
+            file="daflow_compact_noprior.safetensors",
+            sha256="0e0c39fccead6eba571db06a3e3a3c8a3701eb888f873701f5664d9113285a13", iters=12,
         ),
         NetworkEntry(
             name="daflow-compact-cnn-noprior", network=_COMPACT_CNN, params=1_802_051, backbone=False,
             description="ablation of daflow-compact-noprior without the diffusion branch (same GPU budget)",
-            file="daflow_compact_cnn_noprior.safetensors", sha256=None, iters=12,
+            file="daflow_compact_cnn_noprior.safetensors",
+            sha256="c0a185b1ac5939c0bd2f2459e9747365d846b31dc704743aad7ab33fab6c842c", iters=12,
         ),
         NetworkEntry(
             name="daflow-full", network="daflow_vfx.model.daflow:daflow_full", params=2_352_014_246,
