@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from daflow_vfx.errors import ConfigError, WeightsError
 from daflow_vfx.model.daflow import daflow_compact_cnn
-from daflow_vfx.model.weights import load_weights, read_metadata, save_weights
+from daflow_vfx.model.weights import get_entry, load_weights, read_metadata, save_weights
 from daflow_vfx.train.config import StageConfig, TrainConfig
 from daflow_vfx.train.device_run import choose_init
 from daflow_vfx.train.shards import find_shards, merge_shards, shard_state, write_shards
@@ -148,8 +148,10 @@ def test_the_whole_device_run_on_the_cpu(tmp_path, monkeypatch):
     assert "windows/s" in (out / "bench_train.md").read_text()
     summary = json.loads((out / "summary.json").read_text())
     run = summary["runs"][0]
-    assert summary["failed"] == [] and run["batches"] > 0 and run["device_runs"] == 1
-    assert run["init"] == str(init) and run["seed"] == 5
+    # The run continues from the variant's committed weights when there are any, as on the device.
+    start = choose_init(get_entry("daflow-compact-cnn-noprior").path, str(init))
+    assert summary["failed"] == [] and run["batches"] > 0 and run["device_runs"] == start.device_runs + 1
+    assert run["init"] == start.path and run["seed"] == 5 + start.device_runs
     recs = [json.loads(x) for x in (out / "daflow_compact_cnn_noprior.log.jsonl").read_text().splitlines()]
     assert recs[-1]["stage"] == 2 and "val_epe" in recs[-1]
 
@@ -157,12 +159,12 @@ def test_the_whole_device_run_on_the_cpu(tmp_path, monkeypatch):
     result = _import(out, "-o", str(weights))
     assert result.exit_code == 0, result.output
     merged = weights / "daflow_compact_cnn_noprior.safetensors"
-    assert "sha256" in result.output and "device runs 1" in result.output
+    assert "sha256" in result.output and f"device runs {start.device_runs + 1}" in result.output
     meta = read_metadata(merged)
-    assert meta["dtype"] == "float16" and int(meta["device_windows"]) == run["windows"]
+    assert meta["dtype"] == "float16" and int(meta["device_windows"]) == start.windows + run["windows"]
     # The next run continues from what was imported, with a seed it has not used.
     nxt = choose_init(merged, str(init))
-    assert (nxt.path, nxt.device_runs) == (str(merged), 1)
+    assert (nxt.path, nxt.device_runs) == (str(merged), start.device_runs + 1)
 
 
 def _import(folder, *args):
