@@ -254,11 +254,13 @@ def timestep(model: str, weights: str | None, timesteps: str, samples: int, data
               help="Mixed precision for the forward pass (default float32).")
 @click.option("--seconds", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Timed per measurement, after a warm-up.")
+@click.option("--data-chunk", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Batches the generator makes per call (a training config's data_chunk).")
 @_output_options("train-<device>")
 @device_option
 def train_speed(model: str, size: str, batch_size: int, num_frames: int, iters: int, stage: int,
-                autocast: str | None, seconds: float, output: str | None, update_docs: bool,
-                device: str) -> None:
+                autocast: str | None, seconds: float, data_chunk: int, output: str | None,
+                update_docs: bool, device: str) -> None:
     """Training throughput: windows/s of the on-device data alone and of full training steps."""
     from daflow_vfx.bench.speed import parse_size
     from daflow_vfx.bench.train_speed import TrainSpeedJob, bench_train_speed
@@ -266,5 +268,5 @@ def train_speed(model: str, size: str, batch_size: int, num_frames: int, iters: 
     width, height = parse_size(size, param="size")
     job = TrainSpeedJob(model=model, device=_device(device), size=(height, width), batch_size=batch_size,
                         num_frames=num_frames, iters=iters, stage=stage, autocast=autocast, seconds=seconds,
-                        output=_target(output, update_docs))
+                        data_chunk=data_chunk, output=_target(output, update_docs))
     click.echo(bench_train_speed(job))

@@ -33,6 +33,7 @@ class TrainSpeedJob:
     autocast: str | None = None
     seconds: float = 20.0  # timed per measurement, after the warm-up
     stage: int = 2
+    data_chunk: int = 1  # batches made per generator call (TrainConfig.data_chunk)
     output: str | None = None  # markdown file whose train-<device> section is replaced; None: none
 
     def cli_args(self) -> list[str]:
@@ -40,6 +41,8 @@ class TrainSpeedJob:
         args = ["--model", self.model, "--device", self.device, "--size", f"{self.size[1]}x{self.size[0]}",
                 "--batch", str(self.batch_size), "--frames", str(self.num_frames), "--iters", str(self.iters),
                 "--seconds", f"{self.seconds:g}", "--stage", str(self.stage)]
+        if self.data_chunk != 1:
+            args += ["--data-chunk", str(self.data_chunk)]
         if self.autocast:
             args += ["--autocast", self.autocast]
         return args
@@ -127,11 +130,12 @@ def measure_train_speed(job: TrainSpeedJob) -> list[TrainSpeedRow]:
     from ..engine import resolve_device
     from ..model.weights import build_model, get_entry
     from ..train.config import TrainConfig
+    from ..train.sources import chunked_batches
     from ..train.steps import make_optimizer, train_step
     from ..train.synth_torch import DeviceWindowGenerator
 
-    if job.seconds <= 0 or job.batch_size < 1 or job.num_frames < 2:
-        raise UsageError("bench train needs seconds > 0, batch >= 1 and frames >= 2")
+    if job.seconds <= 0 or job.batch_size < 1 or job.num_frames < 2 or job.data_chunk < 1:
+        raise UsageError("bench train needs seconds > 0, batch >= 1, frames >= 2 and data chunk >= 1")
     if min(job.size) < 16 or job.size[0] % 16 or job.size[1] % 16:
         # the compact variants' stride: the training crop is never padded
         raise UsageError(f"`size` {job.size[1]}x{job.size[0]}: use multiples of 16, e.g. 512x384",
@@ -141,11 +145,13 @@ def measure_train_speed(job: TrainSpeedJob) -> list[TrainSpeedRow]:
     if entry.flow_init is not None:
         raise UsageError(f"model {job.model!r} refines a DIS prior, which runs on the host; "
                          "bench train measures the on-device path of prior-free models")
-    make = DeviceWindowGenerator(size=job.size, num_frames=job.num_frames, batch_size=job.batch_size,
+    made = job.batch_size * job.data_chunk
+    make = DeviceWindowGenerator(size=job.size, num_frames=job.num_frames, batch_size=made,
                                  device=device, seed=0, degrade="random")
     rows = []
     seconds, calls, busy = _timed(make, seconds=job.seconds, device=device)
-    rows.append(TrainSpeedRow("data", str(device), calls * job.batch_size / seconds, calls, busy, None))
+    what = "data" if job.data_chunk == 1 else f"data ({made} windows a call)"
+    rows.append(TrainSpeedRow(what, str(device), calls * made / seconds, calls * job.data_chunk, busy, None))
 
     model, _, _ = build_model(job.model, allow_random=True)
     model.to(device).train()
@@ -159,8 +165,10 @@ def measure_train_speed(job: TrainSpeedJob) -> list[TrainSpeedRow]:
     host_gen = torch.Generator().manual_seed(0)
     noise_gen = host_gen if device.type == "cpu" else torch.Generator(device).manual_seed(0)
 
+    batches = chunked_batches(make, batch_size=job.batch_size, chunk=job.data_chunk, first_batch=0)
+
     def step(k: int) -> None:
-        train_step(model, opt, make(k), stage=stage, transform=entry.transform, cfg=cfg,
+        train_step(model, opt, next(batches), stage=stage, transform=entry.transform, cfg=cfg,
                    nframes=job.num_frames, host_gen=host_gen, noise_gen=noise_gen)
 
     if device.type == "cuda":

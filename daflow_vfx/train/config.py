@@ -79,6 +79,10 @@ class TrainConfig:
     device: str = "cpu"
     # Where the training windows are made (DATA_SOURCES). Validation always uses the CPU reference.
     data: str = "cpu"
+    # data: device only. Batches made per generator call, then served one slice at a time: a call's
+    # host work (parameter draws, kernel launches) hardly grows with its batch, and on the H200 it
+    # left the GPU 79 % idle at batch 8 (docs/benchmarks.md, train-cuda).
+    data_chunk: int = 1
     # Mixed precision for the forward pass (None: float32). Losses are computed in float32.
     autocast: str | None = None
 
@@ -128,6 +132,9 @@ class TrainConfig:
                 raise ConfigError(f"{source}: {key} {share!r}; use a share from 0 to 1")
         if kw.get("data", cls.data) not in DATA_SOURCES:
             raise ConfigError(f"{source}: data {kw['data']!r}; use one of {', '.join(DATA_SOURCES)}")
+        chunk = kw.get("data_chunk", cls.data_chunk)
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise ConfigError(f"{source}: data_chunk {chunk!r}; use a whole number of batches, 1 or more")
         if kw.get("autocast") not in (None, *AUTOCAST_DTYPES):
             raise ConfigError(
                 f"{source}: autocast {kw['autocast']!r}; use one of {', '.join(AUTOCAST_DTYPES)} or null"

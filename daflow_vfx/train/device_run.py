@@ -126,7 +126,7 @@ def _bench(config: str, out: Path, seconds: float, device: str | None) -> None:
     cfg = TrainConfig.from_yaml(config)
     job = TrainSpeedJob(model=cfg.model, device=device or cfg.device, size=cfg.crop,
                         batch_size=cfg.batch_size, num_frames=cfg.num_frames, iters=cfg.iters,
-                        autocast=cfg.autocast, seconds=seconds)
+                        autocast=cfg.autocast, seconds=seconds, data_chunk=cfg.data_chunk)
     rows = measure_train_speed(job)
     text = format_train_speed(rows, command=" ".join(["daflow-vfx", "bench", "train", *job.cli_args()]))
     (out / "bench_train.md").write_text(text)

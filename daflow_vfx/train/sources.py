@@ -52,19 +52,31 @@ def _cpu_batches(cfg: TrainConfig, device: torch.device, first_batch: int
         yield to_device(batch, device)
 
 
+def chunked_batches(make, *, batch_size: int, chunk: int, first_batch: int
+                    ) -> Iterator[dict[str, torch.Tensor]]:
+    """Batch k, k+1, ... of ``make``'s sequence, where one call ``make(c)`` yields ``chunk`` batches.
+
+    Batch k is slice k % chunk of call k // chunk, so a run resumed at any batch sees what an
+    uninterrupted run would have.
+    """
+    c, skip = divmod(first_batch, chunk)
+    while True:
+        made = make(c)
+        for i in range(skip, chunk):
+            yield {k: v[i * batch_size:(i + 1) * batch_size] for k, v in made.items()}
+        c, skip = c + 1, 0
+
+
 def _device_batches(cfg: TrainConfig, device: torch.device, first_batch: int
                     ) -> Iterator[dict[str, torch.Tensor]]:
     from .synth_torch import DeviceWindowGenerator
 
     make = DeviceWindowGenerator(
-        size=cfg.crop, num_frames=cfg.num_frames, batch_size=cfg.batch_size, device=device, seed=cfg.seed,
-        degrade=cfg.degrade, max_motion=cfg.max_motion, static_fraction=cfg.static_fraction,
+        size=cfg.crop, num_frames=cfg.num_frames, batch_size=cfg.batch_size * cfg.data_chunk, device=device,
+        seed=cfg.seed, degrade=cfg.degrade, max_motion=cfg.max_motion, static_fraction=cfg.static_fraction,
         photo_fraction=cfg.photo_fraction,
     )
-    k = first_batch
-    while True:
-        yield make(k)
-        k += 1
+    return chunked_batches(make, batch_size=cfg.batch_size, chunk=cfg.data_chunk, first_batch=first_batch)
 
 
 def training_batches(cfg: TrainConfig, device: torch.device, *, first_batch: int

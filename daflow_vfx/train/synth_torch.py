@@ -198,6 +198,23 @@ def _degrade_weights(degrade: Mapping[str, float] | str | None) -> dict[str, flo
     return {k: float(v) for k, v in weights.items()}
 
 
+def inv3(m: np.ndarray) -> np.ndarray:
+    """Inverse of each 3x3 matrix in m [..., 3, 3], by its adjugate.
+
+    np.linalg.inv goes through LAPACK one matrix at a time, and in a process whose torch threads keep
+    the cores busy its BLAS threads made it 100x slower (21 ms a call, measured): the largest host
+    cost of a batch of windows.
+    """
+    a, b, c = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
+    d, e, f = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
+    g, h, i = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
+    co = np.stack([np.stack([e * i - f * h, c * h - b * i, b * f - c * e], -1),
+                   np.stack([f * g - d * i, a * i - c * g, c * d - a * f], -1),
+                   np.stack([d * h - e * g, b * g - a * h, a * e - b * d], -1)], -2)
+    det = a * co[..., 0, 0] + b * co[..., 1, 0] + c * co[..., 2, 0]
+    return co / det[..., None, None]
+
+
 class DeviceWindowGenerator:
     """Batches of synthetic windows, clean and degraded, with exact flow, made on ``device``.
 
@@ -321,9 +338,9 @@ class DeviceWindowGenerator:
                                extent=radius, budget=budget, background=layer == 0)
             hom = hom.reshape(n, f, _SHUTTER_TAPS, 3, 3)
             at = hom[:, :, mid]  # [n, F, 3, 3] at the frames' own instants
-            deltas[idx, layer, 0] = (at[:, 1:] - at[:, :-1]) @ np.linalg.inv(at[:, :-1])
-            deltas[idx, layer, 1] = (at[:, :-1] - at[:, 1:]) @ np.linalg.inv(at[:, 1:])
-            inverse = torch.as_tensor(np.linalg.inv(hom), dtype=torch.float32).to(dev, non_blocking=True)
+            deltas[idx, layer, 0] = (at[:, 1:] - at[:, :-1]) @ inv3(at[:, :-1])
+            deltas[idx, layer, 1] = (at[:, :-1] - at[:, 1:]) @ inv3(at[:, 1:])
+            inverse = torch.as_tensor(inv3(hom), dtype=torch.float32).to(dev, non_blocking=True)
 
             th, tw = int(extent[:, 0].max()), int(extent[:, 1].max())
             tex = random_textures(rng, gen, extent, th, tw, photo_fraction=self.photo_fraction,

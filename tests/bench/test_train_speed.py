@@ -33,6 +33,13 @@ def test_stage_one_trains_the_backbone():
     assert rows[1].what == "train step (stage 1)" and rows[1].windows_per_s > 0
 
 
+def test_chunked_data_serves_whole_batches():
+    rows = measure_train_speed(TrainSpeedJob(model="daflow-compact-noprior", device="cpu", size=(32, 48),
+                                             batch_size=1, iters=1, seconds=0.05, data_chunk=3))
+    assert rows[0].what == "data (3 windows a call)" and rows[0].batches % 3 == 0
+    assert rows[1].windows_per_s > 0
+
+
 def test_a_model_with_a_host_prior_is_refused():
     with pytest.raises(UsageError, match="DIS prior"):
         measure_train_speed(TrainSpeedJob(model="daflow-compact", device="cpu", size=(32, 48), batch_size=1,

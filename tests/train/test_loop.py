@@ -58,6 +58,8 @@ def test_two_stages_log_checkpoint_and_resume(tmp_path):
         ("autocast: int8\n", "autocast 'int8'"),
         ("data: device\nflow_init: dis\n", "set flow_init: null"),
         ("stage2: {minutes: 0}\n", "stage2.minutes 0"),
+        ("data_chunk: 0\n", "data_chunk 0"),
+        ("data_chunk: 2.5\n", "data_chunk 2.5"),
         ("- a\n- b\n", "YAML mapping"),
     ],
 )

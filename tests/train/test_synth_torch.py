@@ -234,3 +234,28 @@ def test_a_non_finite_window_is_zeroed_and_leaves_the_loss() -> None:
     assert all(torch.isfinite(out[k]).all() for k in ("clean", "degraded", "flow_fwd", "flow_bwd"))
     assert out["valid_fwd"][0].all() and not out["valid_fwd"][1:].any() and not out["valid_bwd"][1:].any()
     assert torch.equal(out["degraded"][0], batch["degraded"][0])
+
+
+def test_inv3_matches_numpy() -> None:
+    from daflow_vfx.train.synth_torch import inv3
+
+    m = np.random.default_rng(3).normal(size=(5, 2, 3, 3)) + 3 * np.eye(3)
+    np.testing.assert_allclose(inv3(m), np.linalg.inv(m), rtol=1e-10, atol=1e-12)
+
+
+def test_chunked_batches_resume_where_an_uninterrupted_run_would_be() -> None:
+    from itertools import islice
+
+    from daflow_vfx.train.sources import chunked_batches
+
+    calls = []
+
+    def make(c: int) -> dict[str, torch.Tensor]:
+        calls.append(c)
+        return {"x": torch.arange(c * 12, (c + 1) * 12)}  # batch 3 x chunk 4 windows a call
+
+    whole = [b["x"].tolist() for b in islice(chunked_batches(make, batch_size=3, chunk=4, first_batch=0), 10)]
+    assert whole[0] == [0, 1, 2] and whole[5] == [15, 16, 17] and calls == [0, 1, 2]
+    later = chunked_batches(make, batch_size=3, chunk=4, first_batch=5)
+    resumed = [b["x"].tolist() for b in islice(later, 5)]
+    assert resumed == whole[5:]
