@@ -100,7 +100,7 @@ def main_(argv: list[str] | None = None) -> None:
     bottom += [read(plate, 1011)]
     labels_top = ["1010"] + [f"t={float(e['source']):.3f}" for e in picks] + ["1011"]
     labels_bottom = ["1010"] + ["blend"] * len(picks) + ["1011"]
-    contact_sheet([top, bottom], [labels_top, labels_bottom], images / "retime.png")
+    contact_sheet([top, bottom], [labels_top, labels_bottom], images / "retime.jpg")
 
     # Stabilize: a shaken copy of the demo plate, before and after.
     shaky = shake_plate(plate, work / "shaky")
@@ -153,9 +153,9 @@ def main_(argv: list[str] | None = None) -> None:
             [f"stabilized {f}" for f in pick],
             ["mean of all shaky frames", "mean of all frames, --lock"],
         ],
-        images / "stabilize.png",
+        images / "stabilize.jpg",
     )
-    print(f"wrote {images / 'retime.png'} and {images / 'stabilize.png'}")
+    print(f"wrote {images / 'retime.jpg'} and {images / 'stabilize.jpg'}")
 
 
 if __name__ == "__main__":
