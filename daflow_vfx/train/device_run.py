@@ -133,6 +133,27 @@ def _bench(config: str, out: Path, seconds: float, device: str | None) -> None:
     print(text, flush=True)
 
 
+def _bench_apart(config: str, out: Path, seconds: float, device: str | None) -> None:
+    """The bench in a process of its own: a failure there (the first H200 run met a device-side
+    assert in it) costs its figures, never the training, and its GPU memory is gone before training."""
+    cmd = [sys.executable, "-m", "daflow_vfx.train.device_run", "bench", config, "--out", str(out),
+           "--minutes", "0", "--bench-seconds", str(seconds)]
+    if device is not None:
+        cmd += ["--device", device]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=8 * seconds + 180)
+        code, text = done.returncode, done.stdout + done.stderr
+    except subprocess.TimeoutExpired as exc:
+        code, text = "timeout", str(exc)
+    if code == 0:
+        print(done.stdout, end="", flush=True)
+        return
+    tail = "\n".join(text.strip().splitlines()[-15:])
+    note = f"bench train failed ({code}); training went on.\n\n```\n{tail}\n```\n"
+    (out / "bench_train.md").write_text(note)
+    print(f"bench train failed ({code}); training goes on:\n{tail}", flush=True)
+
+
 def run(configs: Sequence[str], *, out: str | os.PathLike, minutes: float, bench_seconds: float = 20.0,
         device: str | None = None, shard_bytes: int = DEVICE_SHARD_BYTES) -> list[dict]:
     """Bench, then train every config at once for ``minutes``; return the runs' summaries."""
@@ -144,7 +165,7 @@ def run(configs: Sequence[str], *, out: str | os.PathLike, minutes: float, bench
         if not Path(c).is_file():
             raise ConfigError(f"{c}: no such training config")
     if bench_seconds > 0:
-        _bench(configs[0], out, bench_seconds, device)
+        _bench_apart(configs[0], out, bench_seconds, device)
     procs = []
     started = time.monotonic()
     for c in configs:
@@ -174,7 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("--bench-seconds", type=float, default=20.0)
     p_worker = sub.add_parser("worker", help="train one config (run starts these)")
     p_worker.add_argument("config")
-    for p in (p_run, p_worker):
+    p_bench = sub.add_parser("bench", help="bench train for one config (run starts this)")
+    p_bench.add_argument("config")
+    p_bench.add_argument("--bench-seconds", type=float, default=20.0)
+    for p in (p_run, p_worker, p_bench):
         p.add_argument("--out", required=True)
         p.add_argument("--minutes", type=float, required=True)
         p.add_argument("--device", default=None, help="override the configs' device (tests: cpu)")
@@ -183,6 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "worker":
             _worker(args.config, Path(args.out), args.minutes, args.device, args.shard_bytes)
+        elif args.command == "bench":
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            _bench(args.config, Path(args.out), args.bench_seconds, args.device)
         else:
             run(args.configs, out=args.out, minutes=args.minutes, bench_seconds=args.bench_seconds,
                 device=args.device, shard_bytes=args.shard_bytes)

@@ -254,3 +254,11 @@ def test_out_of_device_memory_halves_the_batch_and_goes_on(tmp_path, monkeypatch
     summary = _worker(str(cfg), tmp_path, 0.3, "cpu", 2 * 2**20)
     assert batches == [2, 1] and summary["batches"] > 0
     assert find_shards(tmp_path, "daflow_compact_cnn_noprior")
+
+
+def test_a_failing_bench_leaves_its_error_and_the_training_goes_on(tmp_path):
+    from daflow_vfx.train.device_run import _bench_apart
+
+    _bench_apart(str(tmp_path / "missing.yaml"), tmp_path, 0.1, "cpu")
+    text = (tmp_path / "bench_train.md").read_text()
+    assert text.startswith("bench train failed (1)") and "missing.yaml" in text
