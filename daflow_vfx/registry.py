@@ -192,8 +192,8 @@ _ENTRIES: dict[str, ModelEntry] = {
         # evaluated with fewer.
         NetworkEntry(
             name="daflow-compact-noprior", network=_COMPACT, params=12_631_427,
-            description="DA-Flow compact predicting its own flow (no DIS prior): for large motion; "
-            "GPU-trained",
+            description="DA-Flow compact predicting its own flow (no DIS prior); in training on lent GPUs "
+            "and not yet as accurate as daflow-compact (docs/training/README.md)",
             file="daflow_compact_noprior.safetensors",
             sha256="0e0c39fccead6eba571db06a3e3a3c8a3701eb888f873701f5664d9113285a13", iters=12,
         ),
