@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from daflow_vfx.errors import DaflowError, OutputError, UsageError
+from daflow_vfx.farm.job import FarmJob, task_arguments
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ __all__ = [
     "write_text_atomic",
     "submit",
     "write_job_files",
+    "from_farm_job",
 ]
 
 START, END = "<STARTFRAME>", "<ENDFRAME>"
@@ -64,6 +66,7 @@ class DeadlineJob:
     output_directory: str | None = None  # shown by Deadline Monitor's "browse output"
     output_filename: str | None = None  # with #### padding, as Deadline expects
     environment: Mapping[str, str] = field(default_factory=dict)
+    dependencies: str | None = None  # job ids (comma-separated) this job waits for
 
     def __post_init__(self) -> None:
         if not self.name.strip():
@@ -112,6 +115,7 @@ def job_info(job: DeadlineJob) -> dict[str, str]:
         "Group": job.group,
         "OutputDirectory0": job.output_directory,
         "OutputFilename0": job.output_filename,
+        "JobDependencies": job.dependencies,
     }
     info.update({k: v for k, v in optional.items() if v})
     for i, (key, value) in enumerate(sorted(job.environment.items())):
@@ -185,7 +189,13 @@ def write_job_files(job: DeadlineJob, folder: str | os.PathLike, *,
     job_path = folder / f"{base}.job_info.job"
     plugin_path = folder / f"{base}.plugin_info.job"
     write_text_atomic(job_path, format_info(job_info(job)))
-    write_text_atomic(plugin_path, format_info(plugin_info(job)))
+    try:
+        write_text_atomic(plugin_path, format_info(plugin_info(job)))
+    except OutputError:
+        # a job info file without its plugin info is half a job: submitting it by hand would fail
+        with contextlib.suppress(OSError):
+            job_path.unlink()
+        raise
     return job_path, plugin_path
 
 
@@ -243,3 +253,14 @@ def submit(job_file: str | os.PathLike, plugin_file: str | os.PathLike, *, deadl
     log.info("submitted Deadline job %s", match.group(1))
     return SubmitResult(submitted=True, job_id=match.group(1), output=output,
                         message=f"submitted Deadline job {match.group(1)}")
+
+
+def from_farm_job(job: FarmJob) -> DeadlineJob:
+    """The CommandLine job for a :class:`~daflow_vfx.farm.job.FarmJob`: Deadline cuts the range into
+    ``ChunkSize`` tasks and hands each its ``<STARTFRAME>-<ENDFRAME>``."""
+    folder, name = os.path.split(job.output)
+    return DeadlineJob(
+        name=job.job_name, frames=job.frames, chunk_size=job.task_size, executable=job.executable[0],
+        arguments=task_arguments(job, FRAME_TOKENS), pool=job.pool, group=job.group, priority=job.priority,
+        output_directory=folder or None, output_filename=name or None, dependencies=job.depends_on,
+    )
