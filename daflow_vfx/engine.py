@@ -17,6 +17,10 @@ size first (:mod:`daflow_vfx.detail`), and everything above happens on the reduc
 the estimator's stride, tiles and ``tile_pad`` (in the pixels the estimator sees), the memory estimate.
 The flows come back bilinearly upsampled to the plate's size, the vectors scaled to plate pixels.
 
+Batches and overlap: a sequence (:meth:`FlowEngine.flows`) runs in :mod:`daflow_vfx.pipeline`, where
+reading, the estimator and the caller's writing overlap and up to ``batch_windows`` windows share one
+estimator call; padding and the tiles' blending are in :mod:`daflow_vfx.tiling`.
+
 Devices, dtypes, memory sizes and thread limits are in :mod:`daflow_vfx.devices`; what a command does
 with the engine (files in, files out) is in :mod:`daflow_vfx.jobs`. Nothing heavy is imported at module
 level: torch only when a device has to be resolved.
@@ -25,7 +29,6 @@ level: torch only when a device has to be resolved.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -41,19 +44,15 @@ from daflow_vfx.devices import (
     resolve_device,
     thread_limit,
 )
-from daflow_vfx.errors import (
-    DeviceError,
-    FrameSizeError,
-    MissingFramesError,
-    SequenceTooShortError,
-    UsageError,
-)
+from daflow_vfx.errors import DeviceError, UsageError
 from daflow_vfx.estimators import DEFAULT_MODEL, FlowEstimator, WindowFlows, load_estimator
+from daflow_vfx.tiling import blend_tiles, pad_to_stride, round_up, tile_region
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "MIN_TILE",
+    "check_batch_windows",
     "FlowEngine",
     "FrameFlows",
     "estimate_flow",
@@ -64,6 +63,14 @@ __all__ = [
 
 # --------------------------------------------------------------------------------------------------
 # windows
+
+
+def check_batch_windows(value: int) -> int:
+    """``batch_windows`` as an int of at least 1; a :class:`UsageError` naming it otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise UsageError(f"`batch_windows` must be a whole number of windows, 1 or more, got {value!r}",
+                         param="batch_windows")
+    return int(value)
 
 
 def window_anchor(n: int, window: int) -> int:
@@ -107,51 +114,6 @@ class FrameFlows:
 
 
 # --------------------------------------------------------------------------------------------------
-# padding and tiling
-
-
-def _pad_to_stride(frames: np.ndarray, stride: int) -> np.ndarray:
-    """Replicate-pad ``[F, H, W, C]`` on the bottom and right so H and W are multiples of ``stride``."""
-    h, w = frames.shape[1:3]
-    ph, pw = (-h) % stride, (-w) % stride
-    if ph == 0 and pw == 0:
-        return frames
-    return np.pad(frames, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
-
-
-def _tile_spans(size: int, tile: int) -> list[tuple[int, int]]:
-    """Split ``0 .. size`` into near-equal core spans of at most ``tile`` pixels."""
-    count = max(1, math.ceil(size / tile))
-    edges = [round(i * size / count) for i in range(count + 1)]
-    return list(zip(edges[:-1], edges[1:], strict=True))
-
-
-def _tile_region(size: int, tile: int, pad: int) -> int:
-    """The largest extent an estimator sees along one axis when ``size`` is cut into ``tile`` tiles
-    with ``pad`` pixels of overlap: the longest core span plus the overlap, at most the whole axis."""
-    core = max(end - start for start, end in _tile_spans(size, tile))
-    return min(size, core + 2 * pad)
-
-
-def _round_up(value: int, stride: int) -> int:
-    return -(-value // stride) * stride
-
-
-def _ramp(length: int, before: int, after: int) -> np.ndarray:
-    """1-D feather weights ``[length]``: 1 over the core, falling linearly across the overlap margins.
-
-    The margin pixels nearest the tile edge get the least weight because the estimator sees the
-    least context there; every pixel lies in some tile's core, so the weights never sum to zero.
-    """
-    weights = np.ones(length, dtype=np.float32)
-    if before:
-        weights[:before] = (np.arange(before, dtype=np.float32) + 0.5) / (before + 0.5)
-    if after:
-        weights[length - after:] = ((np.arange(after, dtype=np.float32) + 0.5) / (after + 0.5))[::-1]
-    return weights
-
-
-# --------------------------------------------------------------------------------------------------
 # the engine
 
 
@@ -173,6 +135,12 @@ class FlowEngine:
     ``torch.compile`` its network (a warning where it has none). ``detail`` in (0, 1] computes the flow
     at that fraction of the frames' size and upsamples it (see the module's notes); ``tile``,
     ``tile_pad`` and the memory estimate then count the reduced pixels the estimator sees.
+
+    ``batch_windows`` puts up to that many windows of a sequence into one estimator call where memory
+    allows (:meth:`launch_windows`; frames that are tiled go one window at a time). Each window's flow
+    is the one it gets alone, up to float32 summation order in batched kernels (about 1e-6 px).
+    ``compile_refinement`` compiles a learned model's refinement iteration (CUDA graphs on CUDA; opt-in,
+    its speed is not measured yet).
     """
 
     def __init__(
@@ -190,8 +158,11 @@ class FlowEngine:
         threads: int | None = None,
         compile: bool = False,
         detail: float = 1.0,
+        batch_windows: int = 1,
+        compile_refinement: bool = False,
     ) -> None:
         self.device = resolve_device(device)
+        self.batch_windows = check_batch_windows(batch_windows)
         self.max_memory = check_engine_settings(dtype=dtype, tile=tile, tile_pad=tile_pad, threads=threads,
                                                 max_memory=max_memory, detail=detail)
         self.detail = float(detail)
@@ -206,8 +177,13 @@ class FlowEngine:
         self.prefetch = max(1, int(prefetch))
         # (frames, H, W) of the plate's windows -> tile in use, in the reduced pixels the estimator sees
         self._tiles: dict[tuple[int, int, int], int | None] = {}
+        # (frames, H, W) of the plate's windows -> how many go into one estimator call
+        self._batches: dict[tuple[int, int, int], int] = {}
         if compile and not self.estimator.enable_compile():
             log.warning("%s has no network to compile; --compile is ignored", self.estimator.name)
+        if compile_refinement and not self.estimator.enable_refinement_compile():
+            log.warning("%s has no refinement loop to compile; --compile-refinement is ignored",
+                        self.estimator.name)
 
     # -- memory -----------------------------------------------------------------------------------
 
@@ -218,6 +194,12 @@ class FlowEngine:
 
     def _on_gpu(self) -> bool:
         return str(getattr(self.estimator, "device", self.device)).startswith("cuda")
+
+    @property
+    def asynchronous(self) -> bool:
+        """Whether the estimator's results arrive after :meth:`launch_windows` returns (a GPU), so a
+        sequence keeps one batch in flight while it reads and queues the next."""
+        return self._on_gpu()
 
     def host_bytes(self, frames: int, height: int, width: int) -> int:
         """Host memory the engine itself holds for a window of ``height`` x ``width`` frames, whatever
@@ -233,11 +215,11 @@ class FlowEngine:
     def _needs(self, frames: int, height: int, width: int, tile: int | None) -> int | None:
         """The estimator's memory for the largest piece ``tile`` cuts a frame into (None: no idea)."""
         if tile is not None:
-            height = _tile_region(height, tile, self.tile_pad)
-            width = _tile_region(width, tile, self.tile_pad)
+            height = tile_region(height, tile, self.tile_pad)
+            width = tile_region(width, tile, self.tile_pad)
         stride = self.estimator.stride
-        return self.estimator.memory_estimate(frames=frames, height=_round_up(height, stride),
-                                              width=_round_up(width, stride))
+        return self.estimator.memory_estimate(frames=frames, height=round_up(height, stride),
+                                              width=round_up(width, stride))
 
     def _plan_tile(self, frames: int, height: int, width: int) -> int | None:
         """The tile for windows of this (plate) size: ``tile``, or under ``max_memory`` the largest that
@@ -336,7 +318,7 @@ class FlowEngine:
 
     def _estimate_padded(self, frames: np.ndarray) -> WindowFlows:
         h, w = frames.shape[1:3]
-        result = self.estimator.estimate(_pad_to_stride(frames, self.estimator.stride))
+        result = self.estimator.estimate(pad_to_stride(frames, self.estimator.stride))
 
         def crop(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else np.ascontiguousarray(a[:, :h, :w], dtype=np.float32)
@@ -349,32 +331,104 @@ class FlowEngine:
         )
 
     def _estimate_tiled(self, frames: np.ndarray, tile: int) -> WindowFlows:
-        pairs, h, w = frames.shape[0] - 1, frames.shape[1], frames.shape[2]
-        pad = self.tile_pad
-        acc: dict[str, np.ndarray] = {}
-        weight_sum = np.zeros((h, w), dtype=np.float32)  # [H, W]
-        for y0, y1 in _tile_spans(h, tile):
-            for x0, x1 in _tile_spans(w, tile):
-                ey0, ey1, ex0, ex1 = max(0, y0 - pad), min(h, y1 + pad), max(0, x0 - pad), min(w, x1 + pad)
-                part = self._estimate_padded(frames[:, ey0:ey1, ex0:ex1])
-                weight = np.outer(_ramp(ey1 - ey0, y0 - ey0, ey1 - y1), _ramp(ex1 - ex0, x0 - ex0, ex1 - x1))
-                weight_sum[ey0:ey1, ex0:ex1] += weight
-                for key in ("forward", "backward", "confidence_forward", "confidence_backward"):
-                    value = getattr(part, key)
-                    if value is None:
-                        continue
-                    if key not in acc:
-                        acc[key] = np.zeros((pairs, h, w, *value.shape[3:]), dtype=np.float32)
-                    wgt = weight if value.ndim == 3 else weight[..., None]
-                    acc[key][:, ey0:ey1, ex0:ex1] += value * wgt
-        for value in acc.values():
-            value /= weight_sum if value.ndim == 3 else weight_sum[..., None]
-        return WindowFlows(
-            forward=acc["forward"],
-            backward=acc["backward"],
-            confidence_forward=acc.get("confidence_forward"),
-            confidence_backward=acc.get("confidence_backward"),
-        )
+        return blend_tiles(self._estimate_padded, frames, tile=tile, pad=self.tile_pad)
+
+    # -- several windows at once --------------------------------------------------------------------
+
+    def _batch_size(self, count: int, h: int, w: int) -> int:
+        """How many untiled windows of ``count`` frames of ``h`` x ``w`` go into one call: up to
+        ``batch_windows``, and under ``max_memory`` only as many as the estimator's memory estimate says
+        fit (the weights counted once per window: conservative)."""
+        key = (count, h, w)
+        if key in self._batches:
+            return self._batches[key]
+        size = self.batch_windows
+        if size > 1 and self.max_memory is not None:
+            height, width = reduced_size(h, w, self.detail)
+            need = self._needs(count, height, width, None)
+            budget = self.max_memory
+            if need is None:
+                size = 1
+            else:
+                while size > 1:
+                    host = 0 if self._on_gpu() else size * self.host_bytes(count, h, w)
+                    if size * need <= budget - host:
+                        break
+                    size -= 1
+        self._batches[key] = size
+        return size
+
+    def launch_windows(self, windows: list[np.ndarray], *,
+                       labels: list[str] | None = None) -> Callable[[], list[WindowFlows]]:
+        """Start the flows of ``windows`` (each ``[F, H, W, 3]``, one shape); returns a function that
+        waits for them and returns one :class:`WindowFlows` per window, as :meth:`estimate_window` would.
+
+        As many as fit go into one estimator call (:meth:`FlowEstimator.launch`); on a GPU the call
+        returns while the device works (a single window too). A batch that runs out of device memory is
+        redone one window at a time (with :meth:`estimate_window`'s own retry in tiles), and that size is
+        not batched again. Tiled frames go one window at a time, through :meth:`estimate_window`.
+        """
+        labels = labels or [None] * len(windows)  # type: ignore[list-item]
+        count, h, w = windows[0].shape[:3]
+        if self._plan_tile(count, h, w) is not None:
+            results = self._one_by_one(windows, labels)
+            return lambda: results
+        size = self._batch_size(count, h, w)
+        finishes = [self._launch_batch(windows[i:i + size], labels[i:i + size])
+                    for i in range(0, len(windows), size)]
+        return lambda: [result for finish in finishes for result in finish()]
+
+    def _one_by_one(self, windows: list[np.ndarray], labels: list[str | None]) -> list[WindowFlows]:
+        return [self.estimate_window(win, label=label) for win, label in zip(windows, labels, strict=True)]
+
+    def _launch_batch(self, windows: list[np.ndarray],
+                      labels: list[str | None]) -> Callable[[], list[WindowFlows]]:
+        count, h, w = windows[0].shape[:3]
+        size = reduced_size(h, w, self.detail)
+        with thread_limit(self.threads):
+            stack = np.stack(windows).astype(np.float32, copy=False)  # [B, F, H, W, 3]
+            if size != (h, w):
+                stack = np.stack([downscale_frames(win, size) for win in stack])  # [B, F, h', w', 3]
+            hh, ww = stack.shape[2:4]
+            padded = pad_to_stride(stack, self.estimator.stride)  # [B, F, H', W', 3]
+            if len(windows) > 1:
+                log.debug("%s: %d windows of %dx%d frames in one call", self.estimator.name, len(windows),
+                          w, h)
+            try:
+                finish = self.estimator.launch(padded)
+                failed = False
+            except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is a RuntimeError
+                if not is_out_of_memory(exc):
+                    raise
+                failed = True
+        if failed:
+            # outside the except block, so the failed call's tensors are unreferenced
+            release_device_memory()
+            if len(windows) > 1:
+                log.warning("%d windows of %dx%d frames: out of memory together; computing them one at a "
+                            "time", len(windows), w, h)
+            else:
+                # one whole window did not fit: straight to halved tiles, as estimate_window would retry
+                self._after_out_of_memory(None, count, h, w, labels[0])
+            self._batches[(count, h, w)] = 1
+            results = self._one_by_one(windows, labels)
+            return lambda: results
+
+        def crop(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else np.ascontiguousarray(a[:, :hh, :ww], dtype=np.float32)
+
+        def collect() -> list[WindowFlows]:
+            out = []
+            with thread_limit(self.threads):
+                for part in finish():
+                    flows = WindowFlows(forward=crop(part.forward),  # [F-1, h', w', 2]
+                                        backward=crop(part.backward),
+                                        confidence_forward=crop(part.confidence_forward),  # [F-1, h', w']
+                                        confidence_backward=crop(part.confidence_backward))
+                    out.append(flows if size == (h, w) else upscale_flows(flows, h, w))  # [F-1, H, W, ...]
+            return out
+
+        return collect
 
     def estimate_pair(self, frame1: np.ndarray, frame2: np.ndarray) -> np.ndarray:
         """Forward flow ``[H, W, 2]`` from ``frame1`` to ``frame2`` (each ``[H, W, 3]`` display [0, 1])."""
@@ -394,65 +448,12 @@ class FlowEngine:
 
         ``read(frame)`` returns the display-referred ``[H, W, 3]`` frame; it runs on a bounded
         prefetch thread whose errors are re-raised here. Frames just outside ``frames`` are read
-        when a window needs them.
+        when a window needs them. Up to ``batch_windows`` windows go into one estimator call, and on a
+        GPU one call stays in flight while the next is read and queued (:mod:`daflow_vfx.pipeline`).
         """
-        from daflow_vfx.io.threads import PrefetchReader
+        from daflow_vfx.pipeline import flow_sequence
 
-        wanted = sorted(set(frames))
-        if last <= first:
-            raise SequenceTooShortError(f"the plate has one frame ({first}); flow needs at least two frames")
-        outside = [f for f in wanted if not first <= f <= last]
-        if outside:
-            raise MissingFramesError(f"frames {outside[:5]} are outside the plate's range {first}-{last}; "
-                                     "fix the frame list", missing=outside)
-        if not wanted:
-            return
-        windows = plan_windows(wanted, first=first, last=last, window=self.estimator.window)
-        needed_pairs = {p for f in wanted for p in (f, f - 1) if first <= p < last}
-        read_order = sorted({f for win in windows for f in win})
-
-        forward: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}  # n -> flow n -> n+1
-        backward: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}  # n -> flow n+1 -> n
-        cache: dict[int, np.ndarray] = {}
-        next_out = 0
-        with PrefetchReader(read, read_order, depth=self.prefetch) as reader:
-            stream = iter(reader)
-            for win in windows:
-                while any(f not in cache for f in win):
-                    frame, image = next(stream)
-                    cache[frame] = image
-                stack = [cache[f] for f in win]
-                for f, image in zip(win[1:], stack[1:], strict=True):
-                    if image.shape != stack[0].shape:
-                        raise FrameSizeError(f"frame {f} is {image.shape[1]}x{image.shape[0]} but frame "
-                                             f"{win[0]} is {stack[0].shape[1]}x{stack[0].shape[0]}; "
-                                             "every frame of a plate must have the same size")
-                result = self.estimate_window(np.stack(stack), label=f"frames {win[0]}-{win[-1]}")
-                for i, n in enumerate(win[:-1]):
-                    if n not in needed_pairs:
-                        continue
-                    forward[n] = (result.forward[i], _index(result.confidence_forward, i))
-                    backward[n] = (result.backward[i], _index(result.confidence_backward, i))
-                for f in [f for f in cache if f < win[-1]]:
-                    del cache[f]  # later windows start at win[-1] or after
-                while next_out < len(wanted):
-                    f = wanted[next_out]
-                    if (f < last and f not in forward) or (f > first and f - 1 not in backward):
-                        break  # a later window completes this frame
-                    fwd = forward.pop(f, None) if f < last else None
-                    bwd = backward.pop(f - 1, None) if f > first else None
-                    yield FrameFlows(
-                        frame=f,
-                        forward=None if fwd is None else fwd[0],
-                        backward=None if bwd is None else bwd[0],
-                        confidence_forward=None if fwd is None else fwd[1],
-                        confidence_backward=None if bwd is None else bwd[1],
-                    )
-                    next_out += 1
-
-
-def _index(array: np.ndarray | None, i: int) -> np.ndarray | None:
-    return None if array is None else array[i]
+        return flow_sequence(self, read, frames, first=first, last=last)
 
 
 # --------------------------------------------------------------------------------------------------

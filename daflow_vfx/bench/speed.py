@@ -19,8 +19,13 @@ so the speed it buys is read beside what it costs.
 It also measures windowed reuse on a short sequence: DA-Flow computes each frame's features once
 per window and shares them between the window's pairs, against recomputing them for every pair.
 
-This module plans the run; one measurement is :mod:`.speed_cases`, the fresh process it runs in
-:mod:`.speed_worker`, the markdown :mod:`.speed_report`, and torchvision's RAFT :mod:`.torchvision_raft`.
+And what a user waits for: end-to-end ``render`` throughput, frames per second on a generated plate
+(1920x1080 by default) with decoding, colour conversion and EXR encoding included, beside the same
+model's model-only pairs/s and the render's peak memory (GPU memory on CUDA, peak RSS on the CPU).
+
+This module plans the run; one measurement is :mod:`.speed_cases` (a render: :mod:`.speed_render`), the
+fresh process it runs in :mod:`.speed_worker`, the markdown :mod:`.speed_report`, and torchvision's RAFT
+:mod:`.torchvision_raft`.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from ..errors import ModelError, UsageError
 from ..numerics import REDUCED_DTYPES
 from ..registry import NETWORKS, model_names
 from .speed_cases import RAFT_MODELS, CaseResult, CaseSpec, ReuseResult, ReuseSpec, proc_kib, set_threads
+from .speed_render import RenderResult, RenderSpec
 from .speed_report import format_report
 from .speed_worker import measure
 from .torchvision_raft import load_raft_module, torchvision_version
@@ -43,6 +49,7 @@ from .torchvision_raft import load_raft_module, torchvision_version
 log = logging.getLogger(__name__)
 
 DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((960, 540), (1920, 1080), (4096, 2160))
+DEFAULT_RENDER_SIZES: tuple[tuple[int, int], ...] = ((1920, 1080),)
 DEFAULT_MODELS = ("daflow-compact", "daflow-full", "dis", *RAFT_MODELS)
 # Compute dtypes a DA-Flow row may run in (reduced ones under autocast, weights stay float32).
 DTYPES = ("float32", *REDUCED_DTYPES)
@@ -73,11 +80,11 @@ def parse_size(text: str, *, param: str = "sizes") -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
+def parse_sizes(text: str, *, param: str = "sizes") -> tuple[tuple[int, int], ...]:
     """Comma-separated ``WIDTHxHEIGHT`` list, e.g. ``960x540,1920x1080``."""
-    sizes = tuple(parse_size(part) for part in text.split(",") if part.strip())
+    sizes = tuple(parse_size(part, param=param) for part in text.split(",") if part.strip())
     if not sizes:
-        raise UsageError("`sizes` is empty; give WIDTHxHEIGHT values, e.g. 960x540,1920x1080", param="sizes")
+        raise UsageError(f"`{param}` is empty; give WIDTHxHEIGHT values, e.g. 960x540,1920x1080", param=param)
     return sizes
 
 
@@ -115,6 +122,10 @@ class SpeedJob:
     # compute dtypes of the DA-Flow rows; None: float32 on the CPU, on CUDA the bf16 fast path (and
     # float32 too for daflow-compact)
     dtypes: tuple[str, ...] | None = None
+    # end-to-end renders of a generated plate of this many frames at each size (0: none)
+    render_frames: int = 8
+    render_sizes: tuple[tuple[int, int], ...] = DEFAULT_RENDER_SIZES
+    batch_windows: int = 1  # the renders' --batch-windows
 
 
 @dataclass(kw_only=True)
@@ -122,6 +133,7 @@ class SpeedReport:
     job: SpeedJob
     rows: list[CaseResult]
     reuse: ReuseResult | None
+    renders: list[RenderResult]
     device_name: str
     threads: int
     versions: dict[str, str]
@@ -222,6 +234,11 @@ def run_speed(job: SpeedJob, *, progress: Callable[[int, int], None] | None = No
     if job.reuse_frames != 0 and job.reuse_frames < 3:
         raise UsageError(f"`reuse_frames` must be 0 (off) or at least 3, got {job.reuse_frames}",
                          param="reuse_frames")
+    if job.render_frames != 0 and job.render_frames < 2:
+        raise UsageError(f"`render_frames` must be 0 (off) or at least 2, got {job.render_frames}",
+                         param="render_frames")
+    if job.batch_windows < 1:
+        raise UsageError(f"`batch_windows` must be 1 or more, got {job.batch_windows}", param="batch_windows")
     t0 = time.perf_counter()
 
     raft_error: str | None = None
@@ -243,7 +260,14 @@ def run_speed(job: SpeedJob, *, progress: Callable[[int, int], None] | None = No
     ]
     reuse_size = min(job.sizes, key=lambda s: s[0] * s[1])
     do_reuse = job.reuse_frames > 0 and "daflow-compact" in models
-    total = len(planned) + int(do_reuse)
+    # renders: the registry's models only (torchvision's RAFT is a reference, not something render runs)
+    render_plan = [
+        (m, w, h, dt)
+        for (w, h) in (job.render_sizes if job.render_frames else ())
+        for m in models if m not in RAFT_MODELS
+        for dt in _case_dtypes(m, job.device, job.dtypes)
+    ]
+    total = len(planned) + int(do_reuse) + len(render_plan)
     done = 0
     rows: list[CaseResult] = []
     # in-process runs set the thread count for this process: restore it afterwards
@@ -278,6 +302,21 @@ def run_speed(job: SpeedJob, *, progress: Callable[[int, int], None] | None = No
             done += 1
             if progress is not None:
                 progress(done, total)
+        renders = []
+        for model, w, h, dtype in render_plan:
+            skip = _skip_reason(model, w, h, job, None)
+            if skip is not None:
+                renders.append(RenderResult(model=model, width=w, height=h, status=skip[0], reason=skip[1]))
+            else:
+                log.info("measuring a render of %d %dx%d frames with %s", job.render_frames, w, h, model)
+                pspec = RenderSpec(model=model, width=w, height=h, frames=job.render_frames,
+                                   device=job.device, dtype=dtype, iters=job.iters, warmup=job.warmup,
+                                   threads=job.threads, batch_windows=job.batch_windows)
+                result = measure({"kind": "render", **asdict(pspec)}, isolate=job.isolate)
+                renders.append(RenderResult(**result))
+            done += 1
+            if progress is not None:
+                progress(done, total)
         threads = next((r.threads for r in rows if r.threads), None) or set_threads(job.threads)
     finally:
         torch.set_num_threads(old_threads[0])
@@ -294,6 +333,7 @@ def run_speed(job: SpeedJob, *, progress: Callable[[int, int], None] | None = No
         job=job,
         rows=rows,
         reuse=reuse,
+        renders=renders,
         device_name=device_name(job.device),
         threads=threads,
         versions=versions,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .speed_cases import NUMERICS_SIZE, CaseResult, ReuseResult
+from .speed_render import format_render_table
 
 if TYPE_CHECKING:  # pragma: no cover - the report only reads a SpeedReport; speed.py imports this module
     from .speed import SpeedReport
@@ -125,5 +126,18 @@ def format_report(report: SpeedReport) -> str:
     ]
     if report.reuse is not None:
         lines += ["", format_reuse(report.reuse, iters=job.iters)]
+    if report.renders:
+        peak = "GPU memory (`torch.cuda.max_memory_allocated`)" if kind == "CUDA" else "the peak resident set"
+        lines += [
+            "",
+            f"End-to-end `render`, what a user waits for: a generated plate of {job.render_frames} frames "
+            "(half-float EXR, zip) rendered to motion-vector EXRs by `daflow_vfx.jobs.render.render`, "
+            "decoding, colour conversion and EXR encoding included; one render timed from call to return, "
+            f"model loading included, after {job.warmup} warm-up render(s) of the first 3 frames. Model-only "
+            "pairs/s: the same model, size and dtype in the table above. Peak MiB: "
+            f"{peak} during the timed render.",
+            "",
+            format_render_table(report.renders, report.rows),
+        ]
     lines += ["", f"Run took {report.minutes:.1f} min."]
     return "\n".join(lines)

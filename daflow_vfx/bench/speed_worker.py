@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import DaflowError
 from .speed_cases import CaseSpec, ReuseSpec, measure_case, measure_reuse
+from .speed_render import RenderSpec, measure_render
 from .torchvision_raft import one_line
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,8 @@ log = logging.getLogger(__name__)
 # The worker marks its one result line so stray library output on stdout cannot confuse it.
 _RESULT_MARK = "DAFLOW_SPEED_RESULT "
 # What names a measurement in a row that failed, by the payload's kind.
-_KEYS = {"case": ("model", "width", "height"), "reuse": ("model", "frames", "width", "height")}
+_KEYS = {"case": ("model", "width", "height"), "reuse": ("model", "frames", "width", "height"),
+         "render": ("model", "width", "height")}
 
 
 def _worker(payload: dict[str, Any]) -> dict[str, Any]:
@@ -33,6 +35,8 @@ def _worker(payload: dict[str, Any]) -> dict[str, Any]:
     try:
         if kind == "case":
             return asdict(measure_case(CaseSpec(**payload)))
+        if kind == "render":
+            return asdict(measure_render(RenderSpec(**payload)))
         return asdict(measure_reuse(ReuseSpec(**payload)))
     except DaflowError as exc:
         status, reason = "unavailable", " ".join(str(exc).split())
@@ -65,8 +69,8 @@ def _run_isolated(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure(payload: dict[str, Any], *, isolate: bool) -> dict[str, Any]:
-    """One measurement (``{"kind": "case" | "reuse", **spec}``) as a result dict: in a fresh process
-    when ``isolate``, else in this one."""
+    """One measurement (``{"kind": "case" | "reuse" | "render", **spec}``) as a result dict: in a fresh
+    process when ``isolate``, else in this one."""
     if isolate:
         return _run_isolated(dict(payload))
     return _worker(dict(payload))

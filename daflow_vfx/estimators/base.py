@@ -8,6 +8,7 @@ conversion and file I/O all happen in the engine, so an estimator only does math
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,16 @@ class FlowEstimator(abc.ABC):
     def estimate(self, frames: np.ndarray) -> WindowFlows:
         """Flows between neighbours of ``frames`` ([F, H, W, 3], 2 <= F <= window)."""
 
+    def launch(self, windows: np.ndarray) -> Callable[[], list[WindowFlows]]:
+        """Start the flows of several windows of one size, ``windows`` ``[B, F, H, W, 3]``; returns a
+        function that waits for them and returns one :class:`WindowFlows` per window.
+
+        An estimator that can batch windows into one pass, or run them asynchronously on a device,
+        overrides this; the default computes them now, one :meth:`estimate` at a time.
+        """
+        results = [self.estimate(frames) for frames in windows]
+        return lambda: results
+
     def memory_estimate(self, *, frames: int, height: int, width: int) -> int | None:
         """Conservative peak bytes of one :meth:`estimate` call on ``frames`` frames of ``height`` x
         ``width`` pixels (already padded to :attr:`stride`), weights included; None when unknown.
@@ -53,4 +64,9 @@ class FlowEstimator(abc.ABC):
     def enable_compile(self) -> bool:
         """Compile the estimator's network (``torch.compile``) where it has one; False when there is
         nothing to compile (classical methods)."""
+        return False
+
+    def enable_refinement_compile(self) -> bool:
+        """Compile an iterative estimator's refinement loop (CUDA graphs on CUDA) where it has one;
+        False when there is none."""
         return False

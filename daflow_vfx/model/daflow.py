@@ -129,6 +129,9 @@ class DAFlow(nn.Module):
         # (h, w) in pixels: the DPT matching features are normalised over this window at 1/8
         # (see .norm), like the CNN encoder's, so neither depends on the frame size.
         self.norm_window = norm_window
+        self.window_noise = False  # see backbone_taps; the inference estimator sets it
+        # refine_step compiled (torch.compile, CUDA graphs on CUDA) by the estimator, or None: eager
+        self.compiled_step: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
 
     @property
     def stride(self) -> int:
@@ -152,7 +155,10 @@ class DAFlow(nn.Module):
             flat = F.interpolate(flat, size=size, mode="bilinear", align_corners=False, antialias=True)
         lat = self.frontend.encode(flat)
         lat = lat.reshape(b, f, *lat.shape[1:])  # [B, F, C, h_lat, w_lat]
-        noise = default_noise(lat.shape, device=lat.device, dtype=lat.dtype, seed=self.noise_seed)
+        # window_noise: one window's noise for each window of the batch, so a batch of windows gives
+        # each the features it gets alone (batched inference); training draws it for the whole batch.
+        shape = (1, *lat.shape[1:]) if self.window_noise else lat.shape
+        noise = default_noise(shape, device=lat.device, dtype=lat.dtype, seed=self.noise_seed)
         acc: list[torch.Tensor] | None = None
         for t in self.feature_timesteps:
             # No clean latent exists at inference: noise the degraded latent itself to time t
@@ -235,12 +241,19 @@ class DAFlow(nn.Module):
             coords1 = coords1 + init_lo
         steps: list[tuple[torch.Tensor, torch.Tensor]] = []
         flow_up = info_up = None
+        step = self.refine_step
+        if self.compiled_step is not None and not return_all and not torch.is_grad_enabled():
+            step = self.compiled_step  # inference only: training needs every step's gradients
+            torch.compiler.cudagraph_mark_step_begin()  # a new window: CUDA graphs may reuse their outputs
         for it in range(iters):
             # As in RAFT, gradients do not flow through the look-up positions between steps.
             coords1 = coords1.detach()
+            upsample = return_all or it == iters - 1
+            if not upsample:
+                hidden, coords1 = step(corr_fn, coords0, coords1, hidden, inp)
+                continue
             corr = corr_fn(coords1).to(context.dtype)
             flow = (coords1 - coords0).to(context.dtype)
-            upsample = return_all or it == iters - 1
             hidden, delta, mask, info = self.update_block(hidden, inp, corr, flow, heads=upsample)
             coords1 = coords1 + delta.float()
             if upsample:
@@ -259,6 +272,16 @@ class DAFlow(nn.Module):
                     steps.append((flow_up, info_up))
         assert flow_up is not None and info_up is not None
         return flow_up, info_up, steps
+
+    def refine_step(self, corr_fn: Callable[[torch.Tensor], torch.Tensor], coords0: torch.Tensor,
+                    coords1: torch.Tensor, hidden: torch.Tensor,
+                    inp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One refinement iteration without the upsampling heads: look-up, update block, new positions.
+        coords: [N, 2, h, w]; hidden, inp: [N, C, h, w]. ``compiled_step`` is this, compiled."""
+        corr = corr_fn(coords1).to(inp.dtype)  # [N, levels*K, h, w]
+        flow = (coords1 - coords0).to(inp.dtype)
+        hidden, delta, _, _ = self.update_block(hidden, inp, corr, flow, heads=False)
+        return hidden, coords1 + delta.float()
 
     def forward(
         self,

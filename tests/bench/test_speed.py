@@ -19,7 +19,8 @@ from daflow_vfx.bench.torchvision_raft import load_raft_module
 from daflow_vfx.cli import main
 from daflow_vfx.errors import UsageError
 
-TINY = ["--repeats", "1", "--warmup", "1", "--iters", "2", "--threads", "1"]
+TINY = ["--repeats", "1", "--warmup", "1", "--iters", "2", "--threads", "1", "--render-sizes", "64x48",
+        "--render-frames", "4"]
 
 
 def table_rows(text: str, key: tuple[int, int] = (0, 2)) -> dict[tuple[str, str], list[str]]:
@@ -33,9 +34,21 @@ def table_rows(text: str, key: tuple[int, int] = (0, 2)) -> dict[tuple[str, str]
     return rows
 
 
+def render_rows(text: str) -> dict[str, list[str]]:
+    """{model: cells} for the rows of the end-to-end render table (10 columns)."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 10 and cells[0] != "model":
+            rows[cells[0]] = cells
+    return rows
+
+
 def quick_job(**kw) -> SpeedJob:
-    """A SpeedJob that runs in this process, once, on one thread, without the reuse measurement or a file."""
-    defaults = dict(repeats=1, warmup=0, threads=1, isolate=False, reuse_frames=0, output=None)
+    """A SpeedJob that runs in this process, once, on one thread, without the reuse measurement, the
+    renders or a file."""
+    defaults = dict(repeats=1, warmup=0, threads=1, isolate=False, reuse_frames=0, render_frames=0,
+                    output=None)
     return SpeedJob(**{**defaults, **kw})
 
 
@@ -78,6 +91,14 @@ def test_cli_table_numbers_and_markdown_section(tmp_path):
     assert rows[("raft_large", "64x48")][10].startswith(("skipped (", "unavailable: "))
     assert "per pair (each pair a 2-frame window) | 4 |" in res.output
     assert "windowed (3-frame windows, the render path) | 3 |" in res.output
+    # end-to-end renders of the registry's models (RAFT is no render model), model-only pairs/s beside
+    renders = render_rows(res.output)
+    assert set(renders) == {"daflow-compact", "dis"}
+    for model, cells in renders.items():
+        assert cells[1:5] == ["64x48", "float32" if model == "daflow-compact" else "-", "1", "4"]
+        frames_per_s, seconds, peak = float(cells[5]), float(cells[6]), float(cells[8])
+        assert frames_per_s == pytest.approx(4 / seconds, rel=0.02) and peak > 0
+        assert cells[7] == rows[(model, "64x48")][4]  # the model-only pairs/s of the table above
     text = md.read_text()
     assert "intro stays" in text and "<!-- speed-cpu:begin -->" in text and "Command: `daflow-vfx" in text
     assert "| daflow-compact |" in text and "torch " in text and "OpenCV " in text and "Device: " in text
@@ -96,6 +117,7 @@ def test_cli_table_numbers_and_markdown_section(tmp_path):
         ("--sizes", "1920by1080", "bad size '1920by1080'"),
         ("--models", "dis,pwc", "unknown model 'pwc'"),
         ("--dtypes", "float32,half", "bad dtype 'half'"),
+        ("--render-sizes", "big", "bad size 'big'"),
     ],
 )
 def test_bad_option_is_a_clean_one_line_error(tmp_path, option, value, message):
@@ -200,4 +222,6 @@ def test_isolated_worker_process_reports_memory(tmp_path):
     assert res.exit_code == 0, res.output
     cells = table_rows(res.output)[("dis", "64x48")]
     assert float(cells[4]) > 0 and float(cells[7]) > 0  # peak RSS of the fresh worker process
+    render = render_rows(res.output)["dis"]
+    assert float(render[5]) > 0 and float(render[8]) > 0  # the render's own worker and its peak RSS
     assert "each measurement in a fresh process" in res.output
