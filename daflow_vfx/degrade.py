@@ -37,9 +37,10 @@ import io
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -62,6 +63,9 @@ from daflow_vfx.degrade_params import (
     sample_params,
 )
 from daflow_vfx.errors import DaflowError, UsageError
+
+if TYPE_CHECKING:
+    from daflow_vfx.jobs.options import VideoOptions
 
 # The parameters (degrade_params.py) are part of this module's interface: degrade_clip(params=...) takes them.
 __all__ = [
@@ -348,26 +352,36 @@ def _dis_flows(frames: np.ndarray) -> np.ndarray:
 
 def degrade_plate(input_path: str | os.PathLike, output_pattern: str | os.PathLike, *, preset: str = "severe",
                   seed: int = 0, frames: Sequence[int] | str | None = None, colorspace: str = "auto",
-                  motion_blur: bool = True, chunk: int = 48) -> list[str]:
-    """Degrade a plate on disk into an image sequence (the ``daflow-vfx degrade`` command).
+                  motion_blur: bool = True, chunk: int = 48, ocio_config: str | None = None,
+                  video: VideoOptions | None = None) -> list[str]:
+    """Degrade a plate on disk into an image sequence or a video (the ``daflow-vfx degrade`` command).
 
     The plate is converted to display-referred [0, 1] (``colorspace``, see daflow_vfx.color),
     degraded with parameters drawn once from ``preset``/``seed`` and drifting over the whole frame
-    range, and written to ``output_pattern`` (a sequence pattern such as ``out.####.png``) at the
-    plate's frame numbers. EXR outputs go back to the plate's colour space (a linear plate stays
-    linear, ready to comp); other formats get the display-referred values. Motion blur, when asked for,
+    range, and written to ``output_pattern`` (a sequence pattern such as ``out.####.png`` or a video file)
+    at the plate's frame numbers. EXR outputs go back to the plate's colour space (a linear plate stays
+    linear, ready to comp); other image formats get the display-referred values, a video those of
+    ``video.output_colorspace`` with its codec. Motion blur, when asked for,
     follows motion estimated with OpenCV's DIS. The clip is processed ``chunk`` frames at a time
     (each chunk is its own video stream) so long plates fit in memory. Returns the written paths.
     """
-    from daflow_vfx.color import from_display, resolve_colorspace, to_display
+    from daflow_vfx.color import check_colorspace, from_display, resolve_colorspace, to_display
     from daflow_vfx.frames import SequencePattern, parse_frames_option
-    from daflow_vfx.io import open_plate
+    from daflow_vfx.io import VIDEO_EXTENSIONS, open_plate
     from daflow_vfx.io.images import write_image
+    from daflow_vfx.jobs.options import VideoOptions
     from daflow_vfx.jobs.safety import check_outputs
+    from daflow_vfx.jobs.video_out import check_video_output, write_plate_video
 
-    pattern = SequencePattern.parse(output_pattern)
-    if pattern is None:
-        raise UsageError(f"{output_pattern}: the output needs a frame token, e.g. degraded.####.png")
+    video = video or VideoOptions()
+    is_video = os.path.splitext(str(output_pattern))[1].lower() in VIDEO_EXTENSIONS
+    pattern = None if is_video else SequencePattern.parse(output_pattern)
+    if pattern is None and not is_video:
+        raise UsageError(f"{output_pattern}: the output needs a frame token, e.g. degraded.####.png, or a "
+                         "video extension such as .mov")
+    check_colorspace(colorspace, ocio_config)
+    if is_video:
+        check_video_output(video, str(output_pattern), ocio_config=ocio_config)
     params = sample_params(preset, np.random.default_rng(seed))
     written: list[str] = []
     # gaps count only where this job reads: a chunk is not failed by a gap elsewhere
@@ -382,20 +396,34 @@ def degrade_plate(input_path: str | os.PathLike, output_pattern: str | os.PathLi
                 raise UsageError(f"{input_path}: frames {missing[:5]} are not in the plate "
                                  f"({available[0]}-{available[-1]}); pick frames it has", param="frames")
         plate.info.check_gaps(wanted, allow_gaps=False)
+        if is_video:
+            check_video_output(video, str(output_pattern), ocio_config=ocio_config,
+                               size=(plate.info.width, plate.info.height))
+        space = resolve_colorspace(colorspace, plate.info, ocio_config=ocio_config)
         # the one output-safety check: never over the plate, folders made only now that the job can run
-        check_outputs({"output": [pattern.path(n) for n in wanted]}, plate.source_files()).prepare()
-        space = resolve_colorspace(colorspace, plate.info)
+        paths = [str(output_pattern)] if pattern is None else [pattern.path(n) for n in wanted]
+        check_outputs({"output": paths}, plate.source_files()).prepare()
         to_plate_space = str(output_pattern).lower().endswith(".exr")
-        for start in range(0, len(wanted), max(chunk, 1)):
-            numbers = wanted[start:start + max(chunk, 1)]
-            clip = np.stack([to_display(plate.read(n), space) for n in numbers])  # [F, H, W, 3]
-            flows = _dis_flows(clip) if motion_blur and len(numbers) > 1 else None
-            rng = np.random.default_rng([seed, _NOISE_STREAM, start])
-            out = _degrade(clip, params, rng, flows, start, len(wanted))
-            for n, img in zip(numbers, out, strict=True):
-                path = pattern.path(n)
-                write_image(path, from_display(img, space) if to_plate_space else img)
-                written.append(path)
+
+        def degraded() -> Iterator[tuple[int, np.ndarray]]:
+            for start in range(0, len(wanted), max(chunk, 1)):
+                numbers = wanted[start:start + max(chunk, 1)]
+                clip = np.stack([to_display(plate.read(n), space) for n in numbers])  # [F, H, W, 3]
+                flows = _dis_flows(clip) if motion_blur and len(numbers) > 1 else None
+                rng = np.random.default_rng([seed, _NOISE_STREAM, start])
+                out = _degrade(clip, params, rng, flows, start, len(wanted))   # [F, H, W, 3] display
+                yield from zip(numbers, out, strict=True)
+
+        if pattern is None:
+            fps = plate.info.fps or 24.0
+            # back to plate values, so --output-colorspace converts from the plate's space like elsewhere
+            write_plate_video(str(output_pattern), (from_display(img, space) for _, img in degraded()),
+                              fps=fps, space=space, video=video)
+            return paths
+        for n, img in degraded():
+            path = pattern.path(n)
+            write_image(path, from_display(img, space) if to_plate_space else img)
+            written.append(path)
     return written
 
 
@@ -409,11 +437,14 @@ class DegradeJob:
     seed: int = 0
     frames: str | None = None
     colorspace: str = "auto"
+    ocio_config: str | None = None  # OCIO config file or URI; None: $OCIO, else the built-in studio config
     motion_blur: bool = True
+    video: VideoOptions | None = None  # codec etc. of a video output; None: h264, high
 
 
 def run_degrade(job: DegradeJob) -> list[str]:
     if job.preset not in PRESETS:
         raise UsageError(f"unknown preset {job.preset!r}; use one of {', '.join(PRESETS)}")
     return degrade_plate(job.input, job.output, preset=job.preset, seed=job.seed, frames=job.frames,
-                         colorspace=job.colorspace, motion_blur=job.motion_blur)
+                         colorspace=job.colorspace, motion_blur=job.motion_blur, ocio_config=job.ocio_config,
+                         video=job.video)

@@ -67,11 +67,11 @@ def load_pairs(data_dir: str | Path) -> list[Pair]:
     return pairs
 
 
-def read_display(path: Path) -> np.ndarray:
-    """A single image through the same reader and colour boundary as a render."""
+def read_display(path: Path, colorspace: str = "auto", ocio_config: str | None = None) -> np.ndarray:
+    """A single image through the same reader and colour boundary as a render (``--input-colorspace``)."""
     with open_plate(path) as plate:
         img = plate.read(plate.info.frames[0])
-        return to_display(img, resolve_colorspace("auto", plate.info))
+        return to_display(img, resolve_colorspace(colorspace, plate.info, ocio_config=ocio_config))
 
 
 def check_levels(levels: Sequence[str]) -> None:
@@ -81,9 +81,11 @@ def check_levels(levels: Sequence[str]) -> None:
                          param="levels")
 
 
-def read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+def read_pair(pair: Pair, colorspace: str = "auto",
+              ocio_config: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A pair's frames [2, H, W, 3] (display, [0, 1]) and its ground truth [H, W, 2]."""
-    return np.stack([read_display(pair.img1), read_display(pair.img2)]), read_flo(pair.flow)
+    frames = [read_display(p, colorspace, ocio_config) for p in (pair.img1, pair.img2)]
+    return np.stack(frames), read_flo(pair.flow)
 
 
 def level_seed(seed: int, index: int, level: str) -> int:
@@ -144,18 +146,23 @@ def run_accuracy(
     iters: int | None = None,
     detail: float = 1.0,
     progress: Callable[[int, int], None] | None = None,
+    colorspace: str = "auto",
+    ocio_config: str | None = None,
 ) -> tuple[list[Row], list[str]]:
     """Evaluate ``models`` at ``levels``; return the rows and the models skipped (with the reason).
 
     ``iters`` sets the DA-Flow models' refinement iterations (None: each model's registry value).
     ``detail`` is the engine's vector detail: flow at that fraction of the pair's size, upsampled.
+    ``colorspace`` is how the pair images are read (``--input-colorspace``, as a render would).
     """
+    from ..color import check_colorspace
     from ..detail import check_detail
     from ..engine import FlowEngine
     from ..estimators import load_estimator
 
     check_levels(levels)
     check_detail(detail)  # here: below, an engine's usage error would only skip its model
+    check_colorspace(colorspace, ocio_config)
     pairs = load_pairs(data_dir)[:limit]
     engines: dict[str, FlowEngine] = {}
     skipped: list[str] = []
@@ -177,7 +184,7 @@ def run_accuracy(
     acc: dict[tuple[str, str], np.ndarray] = {(m, lv): np.zeros(6) for m in engines for lv in levels}
     total, done = len(pairs) * len(levels), 0
     for i, pair in enumerate(pairs):
-        clean, gt = read_pair(pair)  # [2, H, W, 3], [H, W, 2]
+        clean, gt = read_pair(pair, colorspace, ocio_config)  # [2, H, W, 3], [H, W, 2]
         for level in levels:
             frames = degrade_pair(clean, gt, level, seed=level_seed(seed, i, level))
             for name, engine in engines.items():
@@ -233,6 +240,8 @@ class AccuracyJob:
     limit: int | None = None
     iters: int | None = None
     detail: float = 1.0  # vector detail of the engine (1: full resolution)
+    input_colorspace: str = "auto"  # how the pair images are read, as `render --input-colorspace`
+    ocio_config: str | None = None
     output: str | None = None  # markdown file whose accuracy section is replaced; None: none
     command: str = ""
 
@@ -249,7 +258,8 @@ def bench_accuracy(job: AccuracyJob, *, progress: Callable[[int, int], None] | N
     t0 = time.perf_counter()
     rows, skipped = run_accuracy(job.data, models=job.models, levels=job.levels, seed=job.seed,
                                  device=job.device, limit=job.limit, iters=job.iters, detail=job.detail,
-                                 progress=progress)
+                                 progress=progress, colorspace=job.input_colorspace,
+                                 ocio_config=job.ocio_config)
     minutes = (time.perf_counter() - t0) / 60
     npairs = rows[0].pairs if rows else 0
     lines = [
@@ -261,7 +271,8 @@ def bench_accuracy(job: AccuracyJob, *, progress: Callable[[int, int], None] | N
         f"{job.seed}). EPE in pixels over valid ground-truth pixels; >1px / >3px are outlier rates in %. "
         f"ms/pair is wall time per pair on `{job.device}` averaged over levels."
         + (f" Flow computed at vector detail {job.detail:g} of each pair's size and upsampled (`--detail`)."
-           if job.detail != 1 else ""),
+           if job.detail != 1 else "")
+        + (f" Images read as `{job.input_colorspace}`." if job.input_colorspace != "auto" else ""),
         "",
         format_table(rows),
         "",

@@ -41,6 +41,8 @@ class PlateInfo:
     colorspace_guess: str     # what `--input-colorspace auto` picks: "linear" for float EXR, else "srgb"
     fps: float | None
     missing: list[int] = field(default_factory=list)   # frames absent on disk (only with allow_gaps)
+    colorspace_tag: str = ""          # the colour space the file itself names ("" when it names none)
+    colorspace_tag_source: str = ""   # where: "colorspace attribute", "transfer characteristics (bt709)"
 
     def check_gaps(self, needed: Iterable[int], *, allow_gaps: bool, allow_param: str | None = None) -> None:
         """Refuse the job when a frame it reads (``needed``) is a gap on disk, unless ``allow_gaps``.
@@ -131,7 +133,7 @@ def open_plate(path: str | os.PathLike, *, layer: str | None = None, start_frame
         raise MissingInputError(f"{text}: is a folder; give an image sequence pattern such as "
                                 f"{os.path.join(text, 'name.####.exr')} or a video file")
     if os.path.splitext(text)[1].lower() in VIDEO_EXTENSIONS:
-        from daflow_vfx.io.video import VideoPlate
+        from daflow_vfx.io.video_read import VideoPlate
 
         if layer:
             raise _no_layers_error(text, layer)

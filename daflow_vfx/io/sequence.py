@@ -63,6 +63,8 @@ class ImageHeader:
     file_format: str
     transfer: str                                # "log" for printing-density DPX / Cineon, else ""
     fps: float | None
+    colorspace_tag: str = ""                     # the colour space the file names, see _colorspace_tag
+    colorspace_tag_source: str = ""
 
 
 def _pixel_type(spec: Any, index: int) -> str:
@@ -123,8 +125,27 @@ def _header_from_input(inp: Any, path: str) -> ImageHeader:
     fps: float | None = None
     if isinstance(fps_value, (int, float)) and fps_value > 0:
         fps = float(fps_value)
+    tag, source = _colorspace_tag(oiio_spec, file_format)
     return ImageHeader(path=path, width=width, height=height, channels=channels, locations=locations,
-                       pixel_types=pixel_types, file_format=file_format, transfer=transfer, fps=fps)
+                       pixel_types=pixel_types, file_format=file_format, transfer=transfer, fps=fps,
+                       colorspace_tag=tag, colorspace_tag_source=source)
+
+
+# Formats with no colour metadata at all, whose oiio:ColorSpace is OpenImageIO's fixed guess rather than
+# anything the file says (PNM reads as "Rec709", which would turn every 8-bit PPM into gamma 2.4).
+_UNTAGGED_FORMATS = frozenset({"pnm"})
+
+
+def _colorspace_tag(spec: Any, file_format: str = "") -> tuple[str, str]:
+    """(colour space, attribute) the file names: an EXR ``colorspace`` attribute (as OCIO-aware apps
+    write it), else OpenImageIO's ``oiio:ColorSpace``. The latter is also the reader's default guess
+    (lin_rec709 for EXR, sRGB for PNG), so the colour boundary uses it only where it differs from ours."""
+    names = ("colorspace",) if file_format in _UNTAGGED_FORMATS else ("colorspace", "oiio:ColorSpace")
+    for name in names:
+        value = spec.getattribute(name)
+        if isinstance(value, str) and value.strip():
+            return value.strip(), f"{name} attribute"
+    return "", ""
 
 
 def read_image_header(path: str | os.PathLike) -> ImageHeader:
@@ -330,7 +351,8 @@ class SequencePlate(Plate):
         self.info = PlateInfo(
             path=self._label, kind="sequence", frames=frames, width=header.width, height=header.height,
             channels=list(header.channels), layers=layers_of(header.channels), pixel_type=pixel_type,
-            file_format=header.file_format, colorspace_guess=guess, fps=header.fps, missing=list(missing))
+            file_format=header.file_format, colorspace_guess=guess, fps=header.fps, missing=list(missing),
+            colorspace_tag=header.colorspace_tag, colorspace_tag_source=header.colorspace_tag_source)
 
     def source_frame(self, frame: int) -> int:
         """The frame on disk that ``frame`` reads (the previous existing one for a missing frame)."""
