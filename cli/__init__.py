@@ -34,18 +34,21 @@ def _register() -> None:
         blender,
         degrade,
         demo,
+        flamenco,
         flow,
         info,
         models,
         nuke,
+        propagate,
         render,
         retime,
         stabilize,
+        submit,
         train,
     )
 
-    for module in (render, flow, info, models, demo, degrade, train, bench, retime, stabilize, nuke,
-                   blender):
+    for module in (render, flow, info, models, demo, degrade, train, bench, retime, stabilize, propagate,
+                   nuke, blender, submit, flamenco):
         main.add_command(module.command)
 
 

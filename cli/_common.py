@@ -274,8 +274,8 @@ def device_option(func: F) -> F:
 def engine_options(func: F) -> F:
     """The options of every command that computes flow, given to the command as one ``engine`` argument
     (a :class:`~daflow_vfx.jobs.options.EngineOptions`): ``--model --weights --iters --device --dtype
-    --detail --tile --tile-pad --max-memory --threads --compile``. Each option is named after its field,
-    so a library error naming the field shows as the flag."""
+    --detail --tile --tile-pad --max-memory --threads --compile --compile-refinement --batch-windows``.
+    Each option is named after its field, so a library error naming the field shows as the flag."""
     from daflow_vfx.numerics import DTYPES
 
     @functools.wraps(func)
@@ -323,19 +323,82 @@ def engine_options(func: F) -> F:
             "--compile", is_flag=True, default=False,
             help="torch.compile the network of a learned model (the first frames of each size are slow).",
         ),
+        click.option(
+            "--compile-refinement", is_flag=True, default=False,
+            help="Compile the refinement iteration of a learned model as one graph (CUDA graphs on CUDA; "
+            "experimental, the first frames of each size are slow).",
+        ),
+        click.option(
+            "--batch-windows", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+            help="Windows of frames per forward pass of a learned model, where memory allows (fewer, "
+            "larger calls on a GPU; the same vectors to float32 round-off).",
+        ),
     )
     for option in reversed(options):  # click lists options in decorator order, top first
         command = option(command)
     return command  # type: ignore[return-value]
 
 
-def colorspace_option(func: F) -> F:
-    from daflow_vfx.color import COLORSPACES
+COLORSPACE_HELP = (
+    "Colour space of the plate: auto, linear, srgb, rec709, log, or any colour space of the OCIO config "
+    "(e.g. ACEScg, 'ARRI LogC3 (EI800)', 'S-Log3 S-Gamut3'). auto: the file's own tag when it has one, "
+    "else linear for float EXR, sRGB otherwise."
+)
+OCIO_CONFIG_HELP = "OCIO config (file or ocio:// URI) for colour space names; default $OCIO, else OCIO's " \
+    "built-in ocio://studio-config-latest."
 
-    return click.option(
-        "--input-colorspace", type=click.Choice(COLORSPACES), default="auto", show_default=True,
-        help="Colour space of the plate; auto = linear for float EXR, sRGB otherwise.",
-    )(func)
+
+def colorspace_option(func: F) -> F:
+    """``--input-colorspace NAME`` and ``--ocio-config PATH_OR_URI``. A command that takes no
+    ``ocio_config`` argument still gets both flags; there ``--ocio-config`` is refused, not ignored."""
+    import inspect
+
+    takes_config = "ocio_config" in inspect.signature(func).parameters
+
+    @functools.wraps(func)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        ocio_config = kwargs.pop("ocio_config", None)
+        if takes_config:
+            kwargs["ocio_config"] = ocio_config
+        elif ocio_config:
+            from daflow_vfx.errors import UsageError
+
+            raise UsageError("this command does not take `ocio_config` yet; set $OCIO instead",
+                             param="ocio_config")
+        return func(*args, **kwargs)
+
+    command = click.option("--ocio-config", default=None, metavar="PATH_OR_URI",
+                           help=OCIO_CONFIG_HELP)(command)
+    return click.option("--input-colorspace", default="auto", show_default=True, metavar="NAME",
+                        help=COLORSPACE_HELP)(command)  # type: ignore[return-value]
+
+
+def video_options(func: F) -> F:
+    """``--codec --quality --output-colorspace`` of every command that writes video, given to the command
+    as one ``video`` argument (a :class:`~daflow_vfx.jobs.options.VideoOptions`)."""
+    from daflow_vfx.io.video import VIDEO_CODECS, VIDEO_QUALITIES
+
+    @functools.wraps(func)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        from daflow_vfx.jobs.options import VideoOptions
+
+        video = VideoOptions(codec=kwargs.pop("codec"), quality=kwargs.pop("quality"),
+                             output_colorspace=kwargs.pop("output_colorspace"))
+        return func(*args, video=video, **kwargs)
+
+    options = (
+        click.option("--codec", type=click.Choice(VIDEO_CODECS), default="h264", show_default=True,
+                     help="Video output codec: h264 (.mp4/.mov), prores (422 HQ, 10-bit 4:2:2, .mov), "
+                     "prores4444 (10-bit 4:4:4 + alpha, .mov), dnxhr (HQX, 10-bit 4:2:2, .mov/.mxf)."),
+        click.option("--quality", type=click.Choice(VIDEO_QUALITIES), default="high", show_default=True,
+                     help="Video quality: H.264 CRF 18/23/28, ProRes HQ/422/LT, DNxHR HQX/HQ/SQ."),
+        click.option("--output-colorspace", default=None, metavar="NAME",
+                     help="OCIO colour space or display of a video output, e.g. 'Rec.1886 Rec.709 - "
+                     "Display' to review a log plate (default: the sRGB display the flow was computed on)."),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command  # type: ignore[return-value]
 
 
 def layer_option(func: F) -> F:

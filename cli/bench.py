@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from daflow_vfx.cli._common import ProgressPrinter, device_option, iters_help, own_iters
+from daflow_vfx.cli._common import ProgressPrinter, colorspace_option, device_option, iters_help, own_iters
 from daflow_vfx.registry import model_names, network_names
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -113,15 +113,18 @@ def command() -> None:
 @click.option("--detail", type=float, default=1.0, show_default=True, metavar="FRACTION",
               help="Vector detail in (0, 1], as `render --detail`: flow at this fraction of each pair's "
               "size, upsampled, to measure accuracy against speed.")
+@colorspace_option
 @_output_options("accuracy")
 @device_option
 def accuracy(data: str, models: str, levels: str, seed: int, limit: int | None, iters: int | None,
-             detail: float, output: str | None, update_docs: bool, device: str) -> None:
+             detail: float, input_colorspace: str, ocio_config: str | None, output: str | None,
+             update_docs: bool, device: str) -> None:
     """EPE and outlier rates of each model at each degradation level, side by side."""
     from daflow_vfx.bench.accuracy import AccuracyJob, bench_accuracy
 
     _bench("accuracy", bench_accuracy, AccuracyJob, output, update_docs, data=data, models=_items(models),
-           levels=_items(levels), seed=seed, device=_device(device), limit=limit, iters=iters, detail=detail)
+           levels=_items(levels), seed=seed, device=_device(device), limit=limit, iters=iters, detail=detail,
+           input_colorspace=input_colorspace, ocio_config=ocio_config)
 
 
 @command.command("speed")
@@ -163,18 +166,27 @@ def accuracy(data: str, models: str, levels: str, seed: int, limit: int | None, 
 )
 @click.option("--reuse-frames", default=5, show_default=True, type=click.IntRange(min=0),
               help="Sequence length for the windowed-reuse measurement of daflow-compact (0: off).")
+@click.option("--render-frames", default=8, show_default=True, type=click.IntRange(min=0),
+              help="Frames of the generated plate each end-to-end `render` measurement renders, I/O "
+              "included (0: no render measurement).")
+@click.option("--render-sizes", default="1920x1080", show_default=True,
+              help="Comma-separated plate sizes WIDTHxHEIGHT of the end-to-end renders.")
+@click.option("--batch-windows", default=1, show_default=True, type=click.IntRange(min=1),
+              help="The renders' --batch-windows: windows per forward pass where memory allows.")
 @_output_options("speed-cpu / speed-cuda")
 @device_option
 def speed(models: str, sizes: str, repeats: int, warmup: int, iters: int, threads: int | None, isolate: bool,
-          full_on_cpu: bool, dtypes: str | None, reuse_frames: int, output: str | None, update_docs: bool,
-          device: str) -> None:
-    """Frame pairs per second and peak memory of DA-Flow, DIS and torchvision RAFT, side by side."""
+          full_on_cpu: bool, dtypes: str | None, reuse_frames: int, render_frames: int, render_sizes: str,
+          batch_windows: int, output: str | None, update_docs: bool, device: str) -> None:
+    """Frame pairs per second and peak memory of DA-Flow, DIS and torchvision RAFT, side by side, and
+    end-to-end `render` frames per second on a generated plate."""
     from daflow_vfx.bench.speed import SpeedJob, bench_speed, check_dtypes, check_models, parse_sizes
 
     _bench("speed", bench_speed, SpeedJob, output, update_docs, models=check_models(_items(models)),
            sizes=parse_sizes(sizes), repeats=repeats, warmup=warmup, iters=iters, device=_device(device),
            threads=threads, isolate=isolate, full_on_cpu=full_on_cpu, reuse_frames=reuse_frames,
-           dtypes=None if dtypes is None else check_dtypes(_items(dtypes)))
+           dtypes=None if dtypes is None else check_dtypes(_items(dtypes)), render_frames=render_frames,
+           render_sizes=parse_sizes(render_sizes, param="render_sizes"), batch_windows=batch_windows)
 
 
 @command.command("budget")
@@ -236,6 +248,46 @@ def timestep(model: str, weights: str | None, timesteps: str, samples: int, data
 
     _bench("timestep", bench_timestep, TimestepJob, output, update_docs, model=model, weights=weights,
            timesteps=parse_timesteps(timesteps), samples=samples, data=data, limit=limit)
+
+
+@command.command("propagate")
+@click.option("--model", default="daflow-compact", show_default=True,
+              help="Flow estimator (see `daflow-vfx models`).")
+@click.option("--size", default="320x192", show_default=True, metavar="WxH", help="Plate size.")
+@click.option("--frames", default=49, show_default=True, type=click.IntRange(min=2),
+              help="Plate length; drift is reported at +12, +24 and +48 where the plate reaches.")
+@click.option("--preset", default="severe", show_default=True,
+              help="`degrade` preset applied to the plate ('none': clean).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Plate and degradation seed.")
+@click.option("--methods", default="anchored,chain", show_default=True,
+              help="Comma-separated: anchored (direct matches + keyframes), chain (naive).")
+@click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads for the flow.")
+@device_option
+@_output_options("propagate")
+def propagate(model: str, size: str, frames: int, preset: str, seed: int, methods: str, threads: int | None,
+              device: str, output: str | None, update_docs: bool) -> None:
+    """Paint propagation on a synthetic plate of known geometry: drift at +12/+24/+48 and occlusion,
+    anchored against naive chaining."""
+    from daflow_vfx.bench.propagate import PropagateBenchJob, bench_propagate
+    from daflow_vfx.errors import UsageError
+
+    try:
+        width, height = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"`size` {size!r} must be WxH, such as 320x192", param="size") from None
+    if width < 32 or height < 32:
+        raise UsageError(f"`size` {size} is too small; give at least 32x32", param="size")
+    from daflow_vfx.degrade_params import PRESETS
+    from daflow_vfx.errors import check_choice
+    from daflow_vfx.vfx.correspondence import METHODS
+
+    if preset != "none":
+        check_choice(preset, PRESETS, "preset")
+    for method in _items(methods):
+        check_choice(method, METHODS, "methods")
+    _bench("propagate", bench_propagate, PropagateBenchJob, output, update_docs, model=model,
+           device=_device(device), frames=frames, width=width, height=height,
+           preset=None if preset == "none" else preset, seed=seed, methods=_items(methods), threads=threads)
 
 
 @command.command("train")

@@ -29,13 +29,15 @@ from daflow_vfx.jobs.options import EngineOptions
 @config_option
 @stops_cleanly_on_signals
 def command(image1: str, image2: str, output: str, layout: str, engine: EngineOptions,
-            input_colorspace: str, layer: str | None, compression: str, float32: bool) -> None:
+            input_colorspace: str, ocio_config: str | None, layer: str | None, compression: str,
+            float32: bool) -> None:
     """Estimate the optical flow from IMAGE1 to IMAGE2."""
     from daflow_vfx.jobs.flow import FlowJob, flow_pair
 
     job = FlowJob(
-        image1=image1, image2=image2, output=output, input_colorspace=input_colorspace, layer=layer,
-        layout=layout, half=not float32, compression=compression, engine=engine,
+        image1=image1, image2=image2, output=output, input_colorspace=input_colorspace,
+        ocio_config=ocio_config, layer=layer, layout=layout, half=not float32, compression=compression,
+        engine=engine,
     )
     report = flow_pair(job)
     click.echo(f"Wrote {report.output} ({report.width}x{report.height}, {report.estimator} "

@@ -33,16 +33,16 @@ from daflow_vfx.jobs.options import EngineOptions
 @config_option
 @stops_cleanly_on_signals
 def command(input_path: str, output: str, frames: str | None, layout: str, engine: EngineOptions,
-            input_colorspace: str, layer: str | None, start_frame: int, compression: str, float32: bool,
-            skip_existing: bool, allow_gaps: bool) -> None:
+            input_colorspace: str, ocio_config: str | None, layer: str | None, start_frame: int,
+            compression: str, float32: bool, skip_existing: bool, allow_gaps: bool) -> None:
     """Render motion-vector EXRs for INPUT (image sequence such as plate.####.exr, image or video)."""
     from daflow_vfx.frames import format_frame_spec
     from daflow_vfx.jobs.render import RenderJob, render
 
     job = RenderJob(
         input=input_path, output=output, frames=frames, layout=layout, input_colorspace=input_colorspace,
-        layer=layer, start_frame=start_frame, compression=compression, half=not float32,
-        skip_existing=skip_existing, allow_gaps=allow_gaps, engine=engine,
+        ocio_config=ocio_config, layer=layer, start_frame=start_frame, compression=compression,
+        half=not float32, skip_existing=skip_existing, allow_gaps=allow_gaps, engine=engine,
     )
     with ProgressPrinter("frame") as progress:
         report = render(job, progress=progress)

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import click
 
-from daflow_vfx.cli._common import ProgressPrinter, config_option, engine_options, exr_options, plate_options
+from daflow_vfx.cli._common import (
+    ProgressPrinter,
+    config_option,
+    engine_options,
+    exr_options,
+    plate_options,
+    video_options,
+)
 from daflow_vfx.cli._signals import stops_cleanly_on_signals
-from daflow_vfx.jobs.options import EngineOptions
+from daflow_vfx.jobs.options import EngineOptions, VideoOptions
 
 
 @click.command("retime")
@@ -40,12 +47,14 @@ from daflow_vfx.jobs.options import EngineOptions
               help="Output frames to write, Deadline syntax (image sequences only; default: all).")
 @plate_options
 @exr_options
+@video_options
 @config_option
 @stops_cleanly_on_signals
 def command(input_path: str, output: str, speed: float | None, rate: str | None, curve: str | None,
             phase: float | None, method: str, splat: str, shutter: float, shutter_samples: int, cuts: str,
             vectors: str | None, engine: EngineOptions, frames: str | None, input_colorspace: str,
-            layer: str | None, start_frame: int, compression: str, float32: bool) -> None:
+            ocio_config: str | None, layer: str | None, start_frame: int, compression: str, float32: bool,
+            video: VideoOptions) -> None:
     """Retime INPUT (image sequence, image or video): slow motion, speed-ups, fps conversion, curves.
 
     EXR output keeps the plate's values (linear in, linear out); a JSON sidecar OUTPUT.retime.json
@@ -57,8 +66,8 @@ def command(input_path: str, output: str, speed: float | None, rate: str | None,
     job = RetimeJob(
         input=input_path, output=output, speed=speed, fps=rate, curve=curve, phase=phase, method=method,
         splat=splat, shutter=shutter, shutter_samples=shutter_samples, cuts=cuts, vectors=vectors,
-        frames=frames, input_colorspace=input_colorspace, layer=layer, start_frame=start_frame,
-        half=not float32, compression=compression, engine=engine,
+        frames=frames, input_colorspace=input_colorspace, ocio_config=ocio_config, layer=layer,
+        start_frame=start_frame, half=not float32, compression=compression, engine=engine, video=video,
     )
     with ProgressPrinter("frame") as progress:
         report = run_retime(job, progress=progress)

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import click
 
-from daflow_vfx.cli._common import ProgressPrinter, config_option, engine_options, exr_options, plate_options
+from daflow_vfx.cli._common import (
+    ProgressPrinter,
+    config_option,
+    engine_options,
+    exr_options,
+    plate_options,
+    video_options,
+)
 from daflow_vfx.cli._signals import stops_cleanly_on_signals
-from daflow_vfx.jobs.options import EngineOptions
+from daflow_vfx.jobs.options import EngineOptions, VideoOptions
 from daflow_vfx.vfx.camera_motion import FITS, MODES
 from daflow_vfx.vfx.stabilization import FILLS, INTERPOLATIONS, METHODS
 
@@ -53,13 +60,15 @@ from daflow_vfx.vfx.stabilization import FILLS, INTERPOLATIONS, METHODS
 @engine_options
 @plate_options
 @exr_options
+@video_options
 @config_option
 @stops_cleanly_on_signals
 def command(input_path: str, output: str, mode: str, fit: str, method: str, smooth: float, lock: bool,
             strength: float, crop: str, margin: float, fill: str, interpolation: str, fps: float | None,
             stmap: str | None, nk: str | None, json_path: str | None, vectors: str | None,
-            frames: str | None, engine: EngineOptions, input_colorspace: str, layer: str | None,
-            start_frame: int, compression: str, float32: bool) -> None:
+            frames: str | None, engine: EngineOptions, input_colorspace: str, ocio_config: str | None,
+            layer: str | None, start_frame: int, compression: str, float32: bool,
+            video: VideoOptions) -> None:
     """Stabilize INPUT (image sequence such as plate.####.exr, or video) using its optical flow."""
     from daflow_vfx.frames import format_frame_spec
     from daflow_vfx.jobs.stabilize import StabilizeJob, run_stabilize
@@ -70,8 +79,9 @@ def command(input_path: str, output: str, mode: str, fit: str, method: str, smoo
                                  interpolation=interpolation)
     job = StabilizeJob(
         input=input_path, output=output, settings=settings, fps=fps, frames=frames, vectors=vectors,
-        stmap=stmap, nk=nk, json_path=json_path, input_colorspace=input_colorspace, layer=layer,
-        start_frame=start_frame, half=not float32, compression=compression, engine=engine,
+        stmap=stmap, nk=nk, json_path=json_path, input_colorspace=input_colorspace,
+        ocio_config=ocio_config, layer=layer, start_frame=start_frame, half=not float32,
+        compression=compression, engine=engine, video=video,
     )
     with ProgressPrinter("frame") as progress:
         report = run_stabilize(job, progress=progress)

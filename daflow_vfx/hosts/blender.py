@@ -40,6 +40,7 @@ __all__ = [
     "ActionSettings",
     "BackgroundJob",
     "JobResult",
+    "blender_colorspace",
     "build_extension",
     "check_manifest",
     "command_line",
@@ -50,6 +51,7 @@ __all__ = [
     "python_command",
     "read_manifest",
     "resolve_command",
+    "submit_args",
 ]
 
 ACTIONS = ("render", "retime", "stabilize")
@@ -104,9 +106,10 @@ def _check(settings: ActionSettings) -> None:
         raise UsageError(f"unknown action {settings.action!r}; choose one of {', '.join(ACTIONS)}")
     if not settings.input.strip():
         raise InputError(f"{settings.action}: no source; select a clip or an image/movie strip")
-    if settings.input_colorspace not in COLORSPACES:
-        raise UsageError(f"unknown input colourspace {settings.input_colorspace!r}; choose one of "
-                         f"{', '.join(COLORSPACES)}")
+    # Any OCIO name goes through: the command checks it against the config and names close matches.
+    if not settings.input_colorspace.strip() or "\n" in settings.input_colorspace:
+        raise UsageError(f"input colourspace {settings.input_colorspace!r} is not a colour space name; "
+                         f"choose one of {', '.join(COLORSPACES)} or an OCIO name")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", settings.device):
         raise UsageError(f"unknown device {settings.device!r}; use auto, cpu, cuda, cuda:N or mps")
     if not 0 < settings.detail <= 1:  # also NaN
@@ -114,6 +117,26 @@ def _check(settings: ActionSettings) -> None:
                          "(0, 1], e.g. 0.5; fix it in the DAFlow panel", param="detail")
     if settings.action == "retime" and not settings.target_fps.strip() and not settings.speed > 0:
         raise UsageError(f"retime: speed {settings.speed} must be > 0, or set a target fps such as 24:60")
+
+
+# Blender's OCIO config names (4.2 - 5.0) -> names the colour boundary knows (short names or names of
+# OCIO's built-in studio config). Anything else goes through as it is.
+_BLENDER_COLORSPACES = {
+    "srgb": "srgb", "linear": "linear", "linear rec.709": "linear", "rec.1886": "rec709", "bt.1886": "rec709",
+    "non-color": "Raw", "raw": "Raw", "acescg": "ACEScg", "aces2065-1": "ACES2065-1",
+    "linear rec.2020": "Linear Rec.2020", "display p3": "sRGB Encoded P3-D65",
+    "linear dci-p3 d65": "Linear P3-D65", "scene_linear": "linear",   # Blender's scene linear is Rec.709
+    "rec.2020": "Rec.1886 Rec.2020 - Display", "rec.2100-pq": "Rec.2100-PQ - Display",
+    "rec.2100-hlg": "Rec.2100-HLG - Display",
+}
+
+
+def blender_colorspace(name: str | None) -> str | None:
+    """The ``--input-colorspace`` for a clip's or strip's ``colorspace_settings.name``; None when empty."""
+    text = (name or "").strip()
+    if not text:
+        return None
+    return _BLENDER_COLORSPACES.get(text.lower(), text)
 
 
 def action_args(settings: ActionSettings) -> list[str]:
@@ -137,6 +160,26 @@ def action_args(settings: ActionSettings) -> list[str]:
         if settings.fps:
             args += ["--fps", repr(float(settings.fps))]
     return args
+
+
+def submit_args(settings: ActionSettings, farm: str, *, chunk_size: int = 10, executable: str = "",
+                job_dir: str | None = None, dry_run: bool = False) -> list[str]:
+    """The arguments after the executable for the panel's farm buttons: ``submit --farm FARM ... ACTION
+    INPUT ...``. ``executable`` is daflow-vfx on the render nodes (empty: ``$DAFLOW_VFX_EXECUTABLE`` or
+    daflow-vfx there), never this Blender's own Python."""
+    from daflow_vfx.errors import check_choice
+    from daflow_vfx.farm.job import FARMS
+
+    check_choice(farm, FARMS, "farm")
+    args = ["submit", "--farm", farm, "--chunk-size", str(int(chunk_size)), "--name",
+            f"daflow {settings.action} {settings.name.strip() or 'daflow'}"]
+    if executable.strip():
+        args += ["--executable", executable.strip()]
+    if job_dir:
+        args += ["--job-dir", job_dir]
+    if dry_run:
+        args.append("--dry-run")
+    return args + action_args(settings)
 
 
 def python_command(python: str) -> list[str]:

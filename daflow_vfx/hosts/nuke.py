@@ -39,10 +39,12 @@ __all__ = [
     "parse_progress",
     "plate_cache_pattern",
     "plugin_dir",
+    "read_colorspace",
     "render_args",
     "resolve_executable",
     "run_render",
     "source_plate",
+    "submit_args",
     "update_init_text",
 ]
 
@@ -159,9 +161,11 @@ def _check(settings: NodeSettings) -> None:
     if settings.layout not in NODE_LAYOUTS:
         raise UsageError(f"{settings.node_name}: layout {settings.layout!r} does not give the node its "
                          f"forward/backward channels; choose {' or '.join(NODE_LAYOUTS)}")
-    if settings.input_colorspace not in COLORSPACES:
-        raise UsageError(f"{settings.node_name}: unknown input colourspace {settings.input_colorspace!r}; "
-                         f"choose one of {', '.join(COLORSPACES)}")
+    # Any OCIO name goes through: `daflow-vfx render` checks it against the config (the same $OCIO as
+    # Nuke's) and names close matches; here only an empty or multi-line value is refused.
+    if not settings.input_colorspace.strip() or "\n" in settings.input_colorspace:
+        raise UsageError(f"{settings.node_name}: input colourspace {settings.input_colorspace!r} is not a "
+                         f"colour space name; choose one of {', '.join(COLORSPACES)} or an OCIO name")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", settings.device):
         raise UsageError(f"{settings.node_name}: unknown device {settings.device!r}; use auto, cpu, cuda "
                          "or cuda:N")
@@ -224,6 +228,31 @@ def plate_cache_pattern(output_folder: str, node_name: str) -> str:
     return os.path.join(os.path.expanduser(output_folder), "plate", f"{node_name}.plate.####.exr")
 
 
+# Nuke's own (non-OCIO) colour space names -> the colour boundary's names. Anything else is an OCIO name
+# (Nuke running an OCIO config, such as the studio's $OCIO, which the render then reads too) or one of ours.
+_NUKE_COLORSPACES = {
+    "linear": "linear", "srgb": "srgb", "rec709": "rec709", "cineon": "log", "gamma2.4": "rec709",
+    "bt1886": "rec709", "raw": "Raw", "alexav3logc": "ARRI LogC3 (EI800)",
+    "log3g10": "Log3G10 REDWideGamutRGB",
+}
+
+
+def read_colorspace(knob_value: str | None) -> str | None:
+    """The ``--input-colorspace`` a Read node's ``colorspace`` knob value means, or None for no value.
+
+    ``default (sRGB)`` is Nuke's way of showing the default it picked for the file type: the name in the
+    brackets counts. Nuke's built-in names map to ours (Cineon -> log, AlexaV3LogC -> ARRI LogC3 (EI800));
+    OCIO names pass through unchanged.
+    """
+    text = (knob_value or "").strip()
+    match = re.fullmatch(r"default\s*\((.*)\)", text)
+    if match:
+        text = match.group(1).strip()
+    if not text:
+        return None
+    return _NUKE_COLORSPACES.get(text.lower(), text)
+
+
 def source_plate(read_file: str | None, frames: Sequence[int]) -> str | None:
     """``read_file`` when the node's input is a Read of an image sequence with every frame in
     ``frames`` on disk (then it is rendered as it is); ``None`` when the input must be written first
@@ -265,6 +294,25 @@ def deadline_job(settings: NodeSettings, *, name: str | None = None, env: Mappin
         output_filename=os.path.basename(pattern),
         **extra,
     )
+
+
+def submit_args(settings: NodeSettings, farm: str, *, name: str, job_dir: str | None = None,
+                dry_run: bool = False) -> list[str]:
+    """The arguments after the executable for the "Submit to Farm" button: ``submit --farm FARM ...
+    render INPUT ...``, run as a separate process. The node's executable knob is also what the render
+    nodes run (a farm shares the installation's path)."""
+    from daflow_vfx.errors import check_choice
+    from daflow_vfx.farm.job import FARMS
+
+    check_choice(farm, FARMS, "farm")
+    args = ["submit", "--farm", farm, "--chunk-size", str(int(settings.chunk_size)), "--name", name]
+    if settings.executable:
+        args += ["--executable", settings.executable]
+    if job_dir:
+        args += ["--job-dir", job_dir]
+    if dry_run:
+        args.append("--dry-run")
+    return args + render_args(settings)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ command                    job                                             modul
 ``daflow-vfx flow``        :class:`FlowJob` -> :func:`flow_pair`           :mod:`.flow`
 ``daflow-vfx retime``      :class:`RetimeJob` -> :func:`run_retime`        :mod:`.retime`
 ``daflow-vfx stabilize``   :class:`StabilizeJob` -> :func:`run_stabilize`  :mod:`.stabilize`
+``daflow-vfx propagate``   :class:`PropagateJob` -> :func:`run_propagate`  :mod:`.propagate`
 ``daflow-vfx info``        :func:`plate_summary`                           :mod:`.info`
 =========================  ==============================================  ===========================
 
@@ -39,6 +40,9 @@ _EXPORTS = {
     "StabilizeJob": "stabilize",
     "StabilizeReport": "stabilize",
     "run_stabilize": "stabilize",
+    "PropagateJob": "propagate",
+    "PropagateReport": "propagate",
+    "run_propagate": "propagate",
     "PlateSummary": "info",
     "plate_summary": "info",
 }

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from daflow_vfx.errors import FrameSizeError, UsageError, check_choice
+from daflow_vfx.errors import FrameSizeError, UsageError
 from daflow_vfx.jobs.options import EngineOptions, build_engine
 from daflow_vfx.jobs.safety import check_outputs, input_files
 
@@ -25,6 +25,7 @@ class FlowJob:
     image2: str
     output: str
     input_colorspace: str = "auto"
+    ocio_config: str | None = None  # OCIO config file or URI; None: $OCIO, else the built-in studio config
     layer: str | None = None
     layout: str = "nuke"
     half: bool = True
@@ -42,15 +43,15 @@ class FlowReport:
     mean_magnitude: float  # mean forward flow length in pixels, a quick sanity number
 
 
-def _read_single(path: str, *, layer: str | None,
-                 colorspace: str) -> tuple[np.ndarray, str, int, list[str]]:
+def _read_single(path: str, *, layer: str | None, colorspace: str,
+                 ocio_config: str | None = None) -> tuple[np.ndarray, str, int, list[str]]:
     """The first frame of ``path`` in display values, its colour space, its sanitised pixel count and the
     files it came from (which the output must not overwrite)."""
     from daflow_vfx.color import resolve_colorspace, sanitize, to_display
     from daflow_vfx.io import open_plate
 
     with open_plate(path, layer=layer, allow_gaps=True) as plate:
-        space = resolve_colorspace(colorspace, plate.info)
+        space = resolve_colorspace(colorspace, plate.info, ocio_config=ocio_config)
         clean = sanitize(plate.read(plate.info.frames[0]))
         files = plate.source_files()
     return to_display(clean.image, space), space, clean.bad_pixels, files
@@ -58,15 +59,17 @@ def _read_single(path: str, *, layer: str | None,
 
 def flow_pair(job: FlowJob) -> FlowReport:
     """Flow between two images, written as Middlebury ``.flo`` (forward) or a motion EXR (both ways)."""
-    from daflow_vfx.color import COLORSPACES
+    from daflow_vfx.color import check_colorspace
 
     ext = os.path.splitext(job.output)[1].lower()
     if ext not in (".flo", ".exr"):
         raise UsageError(f"`output` {job.output!r} must end in .flo or .exr", param="output")
-    check_choice(job.input_colorspace, COLORSPACES, "input_colorspace")
+    check_colorspace(job.input_colorspace, job.ocio_config)
     device = job.engine.resolved_device()
-    first, _, bad1, files1 = _read_single(job.image1, layer=job.layer, colorspace=job.input_colorspace)
-    second, _, bad2, files2 = _read_single(job.image2, layer=job.layer, colorspace=job.input_colorspace)
+    first, _, bad1, files1 = _read_single(job.image1, layer=job.layer, colorspace=job.input_colorspace,
+                                          ocio_config=job.ocio_config)
+    second, _, bad2, files2 = _read_single(job.image2, layer=job.layer, colorspace=job.input_colorspace,
+                                           ocio_config=job.ocio_config)
     if first.shape != second.shape:
         raise FrameSizeError(f"{job.image2} is {second.shape[1]}x{second.shape[0]} but {job.image1} is "
                              f"{first.shape[1]}x{first.shape[0]}; both images must have the same size")

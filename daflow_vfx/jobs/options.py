@@ -1,9 +1,10 @@
 """The engine options of every command that computes flow, and the one way a job builds its engine.
 
 `render`, `flow`, `retime` and `stabilize` take the same options (``--model --device --dtype --tile
---tile-pad --max-memory --threads --compile --iters --weights --detail``, one click decorator in
-``daflow_vfx.cli._common``), so they are one dataclass here and one :func:`build_engine`: a job never
-picks its own subset, and an option added here reaches every command at once.
+--tile-pad --max-memory --threads --compile --compile-refinement --iters --weights --detail
+--batch-windows``, one click decorator in ``daflow_vfx.cli._common``), so they are one dataclass here
+and one :func:`build_engine`: a job never picks its own subset, and an option added here reaches every
+command at once.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from daflow_vfx.devices import check_device_name, check_engine_settings, device_for_model
-from daflow_vfx.engine import FlowEngine, plan_windows
+from daflow_vfx.engine import FlowEngine, check_batch_windows, plan_windows
 from daflow_vfx.errors import UnknownModelError
 from daflow_vfx.estimators import DEFAULT_MODEL, model_names, model_window
 
-__all__ = ["EngineOptions", "build_engine", "frames_read"]
+__all__ = ["EngineOptions", "VideoOptions", "build_engine", "frames_read"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +40,9 @@ class EngineOptions:
     iters: int | None = None  # refinement iterations of a learned model; None: the model's own
     weights: str | None = None  # local weights for a learned model
     detail: float = 1.0  # flow at this fraction of the plate's resolution, upsampled ("Vector Detail")
+    # windows per estimator call where memory allows; the same flows (to float32 round-off), fewer calls
+    batch_windows: int = 1
+    compile_refinement: bool = False  # compile the refinement iteration (CUDA graphs on CUDA); opt-in
 
     def __post_init__(self) -> None:
         if self.model not in model_names():
@@ -48,6 +52,7 @@ class EngineOptions:
         check_device_name(self.device)
         check_engine_settings(dtype=self.dtype, tile=self.tile, tile_pad=self.tile_pad, threads=self.threads,
                               max_memory=self.max_memory, detail=self.detail)
+        check_batch_windows(self.batch_windows)
 
     def resolved_device(self) -> str:
         """The device the engine will use (``auto`` is ``cpu`` for CPU-only models)."""
@@ -76,4 +81,24 @@ def build_engine(options: EngineOptions, *, device: str | None = None) -> FlowEn
         threads=options.threads,
         compile=options.compile,
         detail=options.detail,
+        batch_windows=options.batch_windows,
+        compile_refinement=options.compile_refinement,
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class VideoOptions:
+    """How a command that writes video encodes it (``--codec --quality --output-colorspace``, one click
+    decorator in ``daflow_vfx.cli._common``); :func:`daflow_vfx.jobs.video_out.check_video_output` checks
+    them against the output path and plate, :func:`~daflow_vfx.jobs.video_out.write_plate_video` writes."""
+
+    codec: str = "h264"  # h264 | prores (422 HQ) | prores4444 | dnxhr (HQX); see io.video.delivery_settings
+    quality: str = "high"  # high | medium | low
+    output_colorspace: str | None = None  # OCIO colour space or display; None: the estimators' sRGB display
+
+    def __post_init__(self) -> None:
+        from daflow_vfx.errors import check_choice
+        from daflow_vfx.io.video import VIDEO_CODECS, VIDEO_QUALITIES
+
+        check_choice(self.codec, VIDEO_CODECS, "codec")
+        check_choice(self.quality, VIDEO_QUALITIES, "quality")

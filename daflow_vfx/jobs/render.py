@@ -30,7 +30,8 @@ class RenderJob:
     output: str  # pattern with a frame token, e.g. vectors/sh010.####.exr
     frames: str | None = None  # Deadline frame spec; None = the whole plate
     layout: str = "nuke"
-    input_colorspace: str = "auto"
+    input_colorspace: str = "auto"  # short name, OCIO colour space name, or auto (see daflow_vfx.color)
+    ocio_config: str | None = None  # OCIO config file or URI; None: $OCIO, else the built-in studio config
     layer: str | None = None
     start_frame: int = 1
     compression: str = "zip"
@@ -145,7 +146,7 @@ def render(job: RenderJob, *, progress: Progress | None = None) -> RenderReport:
     outputs against inputs, output folders, device, model) is checked before any folder is created or
     any frame is computed, so a task that fails early leaves nothing behind.
     """
-    from daflow_vfx.color import COLORSPACES, resolve_colorspace, sanitize, to_display
+    from daflow_vfx.color import check_colorspace, resolve_colorspace, sanitize, to_display
     from daflow_vfx.frames import format_frame_spec, parse_frames_option
     from daflow_vfx.io import open_plate
     from daflow_vfx.io.exr import LAYOUTS, LOSSLESS_COMPRESSIONS, write_motion_exr
@@ -153,7 +154,7 @@ def render(job: RenderJob, *, progress: Progress | None = None) -> RenderReport:
     started = time.perf_counter()
     check_choice(job.layout, LAYOUTS, "layout")
     check_choice(job.compression, LOSSLESS_COMPRESSIONS, "compression")
-    check_choice(job.input_colorspace, COLORSPACES, "input_colorspace")
+    check_colorspace(job.input_colorspace, job.ocio_config)
     pattern = exr_pattern(job.output)
     # `is not None`: an empty spec (a farm substitution that gave nothing) is an error, not "all frames"
     requested = parse_frames_option(job.frames) if job.frames is not None else None
@@ -170,7 +171,7 @@ def render(job: RenderJob, *, progress: Progress | None = None) -> RenderReport:
                                      param="frames")
         needed = frames_read(job.engine, wanted, first=first, last=last)
         info.check_gaps(needed, allow_gaps=job.allow_gaps, allow_param="allow_gaps")
-        colorspace = resolve_colorspace(job.input_colorspace, info)
+        colorspace = resolve_colorspace(job.input_colorspace, info, ocio_config=job.ocio_config)
         outputs = {f: pattern.path(f) for f in wanted}
         _check_sequence_headers(job.input, info, needed)
         plan = check_outputs({"output": outputs.values()},

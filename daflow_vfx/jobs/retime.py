@@ -15,12 +15,12 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from daflow_vfx.errors import UsageError, check_choice
-from daflow_vfx.jobs.options import EngineOptions, build_engine, frames_read
+from daflow_vfx.errors import UsageError
+from daflow_vfx.jobs.options import EngineOptions, VideoOptions, build_engine, frames_read
 from daflow_vfx.jobs.outputs import Progress, output_kind, sidecar_path, write_in_background
 from daflow_vfx.jobs.safety import check_outputs, input_files
 from daflow_vfx.vfx.retiming import (
@@ -32,6 +32,9 @@ from daflow_vfx.vfx.retiming import (
     shutter_spans,
 )
 from daflow_vfx.vfx.timing import FrameMap, curve_map, fps_map, load_curve, parse_rate, speed_map, speed_phase
+
+if TYPE_CHECKING:
+    from daflow_vfx.color import ColorSpace
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +58,14 @@ class RetimeJob:
     cuts: str = "auto"  # auto | none | frame spec of the first frames of new shots
     vectors: str | None = None  # rendered motion-vector EXR pattern to reuse instead of computing flow
     frames: str | None = None  # output frames to write (Deadline spec); None = all
-    input_colorspace: str = "auto"
+    input_colorspace: str = "auto"  # short name, OCIO colour space name, or auto (see daflow_vfx.color)
+    ocio_config: str | None = None  # OCIO config file or URI; None: $OCIO, else the built-in studio config
     layer: str | None = None
     start_frame: int = 1
     half: bool = True
     compression: str = "zip"
     engine: EngineOptions = field(default_factory=EngineOptions)
+    video: VideoOptions = field(default_factory=VideoOptions)  # codec etc. of a video output
 
 
 @dataclass(kw_only=True)
@@ -139,15 +144,19 @@ def run_retime(job: RetimeJob, *, progress: Progress | None = None) -> RetimeRep
     inputs, output folders, device, model) is checked before any folder is made, any flow is computed or
     any frame written. Every file is written atomically; the JSON sidecar comes last, after every frame.
     """
-    from daflow_vfx.color import COLORSPACES, resolve_colorspace
+    from daflow_vfx.color import check_colorspace, resolve_colorspace
     from daflow_vfx.frames import SequencePattern
     from daflow_vfx.io import open_plate
     from daflow_vfx.jobs.vectors import check_vector_files, vector_lookup, vector_pattern
 
     started = time.perf_counter()
     check_retime_options(job.method, job.splat, job.shutter, job.shutter_samples)
-    check_choice(job.input_colorspace, COLORSPACES, "input_colorspace")
+    check_colorspace(job.input_colorspace, job.ocio_config)
     is_video = output_kind(job.output) == "video"
+    if is_video:
+        from daflow_vfx.jobs.video_out import check_video_output
+
+        check_video_output(job.video, job.output, ocio_config=job.ocio_config)
     out_pattern = None if is_video else SequencePattern.parse(job.output)
     if is_video and job.frames is not None:
         raise UsageError("`frames` splits image-sequence outputs across a farm; a video is written whole",
@@ -162,7 +171,10 @@ def run_retime(job: RetimeJob, *, progress: Progress | None = None) -> RetimeRep
         # spans from the whole map: a chunk blurs like the whole
         frame_map, spans = _chunk(job, frame_map, shutter_spans(frame_map, job.shutter))
         fixed_cuts = _parse_cuts(job.cuts, first, last)
-        colorspace = resolve_colorspace(job.input_colorspace, info)
+        colorspace = resolve_colorspace(job.input_colorspace, info, ocio_config=job.ocio_config)
+        if is_video:
+            check_video_output(job.video, job.output, ocio_config=job.ocio_config,
+                               size=(info.width, info.height))
         plan = make_plan(frame_map, spans, job.shutter_samples, first, last)
         needs_flow = job.method == "motion" and bool(plan.interval_use)
         flow_frames = sorted({f for n in plan.interval_use for f in (n, n + 1)}) if needs_flow else []
@@ -202,10 +214,11 @@ def run_retime(job: RetimeJob, *, progress: Progress | None = None) -> RetimeRep
             frames_out = render_frames(frame_map, plan, sources, method=job.method, splat=job.splat,
                                        fixed_cuts=fixed_cuts, records=report.frames, progress=progress)
             if is_video:
-                from daflow_vfx.io import write_video
+                from daflow_vfx.jobs.video_out import write_plate_video
 
                 fps = _video_fps(mode, job, info)
-                write_video(job.output, (_to_video(img, colorspace) for img in frames_out), fps=fps)
+                write_plate_video(job.output, (image for _, image in frames_out), fps=fps, space=colorspace,
+                                  video=job.video)
             else:
                 _write_sequence(job, out_pattern, frames_out, colorspace)
         finally:
@@ -225,7 +238,7 @@ def run_retime(job: RetimeJob, *, progress: Progress | None = None) -> RetimeRep
 
 
 def _write_sequence(job: RetimeJob, pattern: Any, frames_out: Iterator[tuple[int, np.ndarray]],
-                    colorspace: str) -> None:
+                    colorspace: ColorSpace) -> None:
     from daflow_vfx.io import write_image
 
     ext = os.path.splitext(job.output)[1].lower()
@@ -237,19 +250,13 @@ def _write_sequence(job: RetimeJob, pattern: Any, frames_out: Iterator[tuple[int
     )
 
 
-def _to_integer_file(image: np.ndarray, colorspace: str) -> np.ndarray:
+def _to_integer_file(image: np.ndarray, colorspace: ColorSpace) -> np.ndarray:
     """Integer files hold display or log code values: scene-linear goes through the display transform."""
-    if colorspace == "linear":
-        from daflow_vfx.color import to_display
+    from daflow_vfx.color import is_scene_linear, to_display
 
+    if is_scene_linear(colorspace):
         return to_display(image, colorspace)
     return image
-
-
-def _to_video(item: tuple[int, np.ndarray], colorspace: str) -> np.ndarray:
-    from daflow_vfx.color import to_display
-
-    return to_display(item[1], colorspace)  # video is display-referred
 
 
 def _video_fps(mode: str, job: RetimeJob, info: Any) -> float:

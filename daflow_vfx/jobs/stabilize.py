@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from daflow_vfx.errors import InputError, MissingFramesError, SequenceTooShortError, UsageError, check_choice
-from daflow_vfx.jobs.options import EngineOptions, build_engine
+from daflow_vfx.jobs.options import EngineOptions, VideoOptions, build_engine
 from daflow_vfx.jobs.outputs import (
     Progress,
     ProgressCounter,
@@ -58,12 +58,14 @@ class StabilizeJob:
     stmap: str | None = None  # STMap EXR pattern to write
     nk: str | None = None  # Nuke snippet file to write
     json_path: str | None = None  # sidecar; None = OUTPUT base + ".stabilize.json"
-    input_colorspace: str = "auto"
+    input_colorspace: str = "auto"  # short name, OCIO colour space name, or auto (see daflow_vfx.color)
+    ocio_config: str | None = None  # OCIO config file or URI; None: $OCIO, else the built-in studio config
     layer: str | None = None
     start_frame: int = 1
     half: bool = True  # EXR output channels
     compression: str = "zip"
     engine: EngineOptions = field(default_factory=EngineOptions)
+    video: VideoOptions = field(default_factory=VideoOptions)  # codec etc. of a video output
 
 
 @dataclass(kw_only=True)
@@ -192,16 +194,19 @@ def _write_stmap(path: str, data: np.ndarray, compression: str) -> None:
 
 def _check_job(job: StabilizeJob) -> str:
     """Everything about ``job`` that can be refused before the plate is opened; the output's kind."""
-    from daflow_vfx.color import COLORSPACES
+    from daflow_vfx.color import check_colorspace
     from daflow_vfx.frames import SequencePattern
     from daflow_vfx.io.exr import LOSSLESS_COMPRESSIONS
+    from daflow_vfx.jobs.video_out import check_video_output
 
     check_settings(job.settings)
-    check_choice(job.input_colorspace, COLORSPACES, "input_colorspace")
+    check_colorspace(job.input_colorspace, job.ocio_config)
     check_choice(job.compression, LOSSLESS_COMPRESSIONS, "compression")
     if job.fps is not None and not (math.isfinite(job.fps) and job.fps > 0):
         raise UsageError(f"`fps` {job.fps} must be a positive frame rate such as 24 or 23.976", param="fps")
     kind = output_kind(job.output)
+    if kind == "video":
+        check_video_output(job.video, job.output, ocio_config=job.ocio_config)
     if job.stmap:
         pattern = SequencePattern.parse(job.stmap)
         if pattern is None or not pattern.suffix.lower().endswith(".exr"):
@@ -237,8 +242,13 @@ def run_stabilize(job: StabilizeJob, *, progress: Progress | None = None) -> Sta
         info.check_gaps(wanted, allow_gaps=False)
         fps = float(job.fps or info.fps or 24.0)
         settings = check_settings(replace(job.settings, fps=fps))
-        colorspace = resolve_colorspace(job.input_colorspace, info)
+        colorspace = resolve_colorspace(job.input_colorspace, info, ocio_config=job.ocio_config)
         size = (info.height, info.width)
+        if kind == "video":
+            from daflow_vfx.jobs.video_out import check_video_output, write_plate_video
+
+            check_video_output(job.video, job.output, ocio_config=job.ocio_config,
+                               size=(info.width, info.height))
         if job.vectors:
             check_vector_files(vector_pattern(job.vectors), wanted[:-1], info)
         plan_outputs = check_outputs({
@@ -274,8 +284,9 @@ def run_stabilize(job: StabilizeJob, *, progress: Progress | None = None) -> Sta
                                  shake_before=_centre_shake(plan.path, size),
                                  shake_after=_centre_shake(plan.smoothed, size))
 
-        # Plate values stay as they are in EXR; integer images and video hold display values.
-        display_out = kind == "video" or not out_pattern.suffix.lower().endswith(".exr")
+        # Plate values stay as they are in EXR; integer images hold display values, video those of
+        # `video.output_colorspace` (write_plate_video converts).
+        display_out = kind != "video" and not out_pattern.suffix.lower().endswith(".exr")
         transforms = dict(zip(wanted, plan.transforms, strict=True))
 
         def read_raw(frame: int) -> np.ndarray:
@@ -300,7 +311,6 @@ def run_stabilize(job: StabilizeJob, *, progress: Progress | None = None) -> Sta
             counter.tick()
 
         if kind == "video":
-            from daflow_vfx.io import write_video
 
             def frames_for_video() -> Iterator[np.ndarray]:
                 for frame, image in warped():
@@ -308,7 +318,7 @@ def run_stabilize(job: StabilizeJob, *, progress: Progress | None = None) -> Sta
                     counter.tick()
                     yield image
 
-            write_video(job.output, frames_for_video(), fps=fps)
+            write_plate_video(job.output, frames_for_video(), fps=fps, space=colorspace, video=job.video)
         else:
             write_in_background(functools.partial(write_frame, frame, image) for frame, image in warped())
 

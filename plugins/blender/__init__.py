@@ -8,9 +8,9 @@ polling timer added by one are removed by the other.
 
 import bpy
 
-from . import core, ops, props, ui
+from . import core, ops, ops_propagate, props, ui
 
-CLASSES = (*props.CLASSES, *ops.CLASSES, *ui.CLASSES)
+CLASSES = (*props.CLASSES, *ops.CLASSES, *ops_propagate.CLASSES, *ui.CLASSES)
 
 
 def register():

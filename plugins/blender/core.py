@@ -104,7 +104,7 @@ class Job:
     name: str
     scene: str
     job: object  # daflow_vfx.hosts.blender.BackgroundJob
-    on_finish: Callable[[Job], None] | None = None
+    on_finish: Callable[[Job], str | None] | None = None
     messages: list[tuple[str, str]] = field(default_factory=list)  # (level, text) for the UI
     finished: bool = False
     started: float = field(default_factory=time.monotonic)
@@ -119,7 +119,7 @@ def _settings(job: Job):
     return None if scene is None else scene.daflow
 
 
-def start(name: str, scene, argv: list[str], on_finish: Callable[[Job], None] | None = None) -> Job:
+def start(name: str, scene, argv: list[str], on_finish: Callable[[Job], str | None] | None = None) -> Job:
     module = hosts()
     background = module.BackgroundJob(argv=list(argv)).start()
     job = Job(name=name, scene=scene.name, job=background, on_finish=on_finish)
@@ -155,11 +155,11 @@ def poll() -> bool:
             job.messages.append(("ERROR", f"{job.name}: {result.error or f'exit code {result.returncode}'}"))
         elif job.on_finish is not None:
             try:
-                job.on_finish(job)
+                summary = job.on_finish(job)  # a line for the status bar, or None
             except Exception as exc:  # noqa: BLE001 - a timer must never raise; the user sees the error
                 job.messages.append(("ERROR", f"{job.name}: {exc}"))
             else:
-                job.messages.append(("INFO", f"{job.name}: done"))
+                job.messages.append(("INFO", f"{job.name}: {summary or 'done'}"))
         else:
             job.messages.append(("INFO", f"{job.name}: done"))
         if settings is not None:

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass, replace
 
 import bpy
-from bpy.props import StringProperty
+from bpy.props import EnumProperty, StringProperty
 
 from . import core
 
@@ -21,6 +21,7 @@ class Source:
     name: str  # base name for outputs
     strip: str | None = None  # the sequencer strip it came from
     channel: int = 1
+    colorspace: str = ""  # the clip's or strip's colour space in Blender ("" for a path typed in)
 
 
 def _strips(scene):
@@ -80,18 +81,23 @@ def resolve_source(context, override: str = "") -> Source:
     if clip is None and getattr(context, "area", None) is not None and context.area.type == "CLIP_EDITOR":
         clip = scene.active_clip
     if clip is not None:
-        return _from_file(clip.filepath, hosts, clip.frame_start, scene)
+        return replace(_from_file(clip.filepath, hosts, clip.frame_start, scene),
+                       colorspace=clip.colorspace_settings.name)
     strips = _strips(scene)
     strip = scene.sequence_editor.active_strip if strips is not None else None
     if strip is not None and strip.type == "IMAGE":
         first = os.path.join(bpy.path.abspath(strip.directory), strip.elements[0].filename)
         src = _from_file(first, hosts, int(round(strip.frame_start)), scene)
-        return replace(src, strip=strip.name, channel=strip.channel)
+        return replace(src, strip=strip.name, channel=strip.channel,
+                       colorspace=strip.colorspace_settings.name)
     if strip is not None and strip.type == "MOVIE":
         src = _from_file(strip.filepath, hosts, int(round(strip.frame_start)), scene)
-        return replace(src, strip=strip.name, channel=strip.channel)
+        return replace(src, strip=strip.name, channel=strip.channel,
+                       colorspace=strip.colorspace_settings.name)
     if scene.active_clip is not None:
-        return _from_file(scene.active_clip.filepath, hosts, scene.active_clip.frame_start, scene)
+        clip = scene.active_clip
+        return replace(_from_file(clip.filepath, hosts, clip.frame_start, scene),
+                       colorspace=clip.colorspace_settings.name)
     raise ValueError("no source: open a clip in the Movie Clip Editor, select an image or movie strip, or "
                      "set the DAFlow source path")
 
@@ -106,7 +112,11 @@ def _settings_for(action: str, context, source: Source):
     return hosts.ActionSettings(
         action=action, input=source.path, output_folder=bpy.path.abspath(folder), name=s.name or source.name,
         frame_range=s.frame_range, start_frame=source.first_frame if source.kind == "movie" else 1,
-        model=s.model.strip() or "default", device=s.device, input_colorspace=s.input_colorspace,
+        model=s.model.strip() or "default", device=s.device,
+        # auto: the colour space Blender reads the clip or strip in (Blender picks it per file, the user
+        # may change it), so the flow sees the plate as the artist does
+        input_colorspace=(hosts.blender_colorspace(source.colorspace) or "auto")
+        if s.input_colorspace == "auto" else s.input_colorspace,
         detail=s.detail, speed=s.speed, target_fps=s.target_fps, mode=s.stabilize_mode, smooth=s.smooth,
         crop=s.crop, fps=context.scene.render.fps / context.scene.render.fps_base,
     )
@@ -149,21 +159,28 @@ class _BackgroundOperator:
     source: StringProperty(name="Source", default="", options={"SKIP_SAVE"},
                            description="Plate path; empty = the panel's source or the active clip/strip")
 
-    def finish(self, context, source: Source, settings, job) -> None:  # overridden
-        pass
+    def finish(self, scene, source: Source, settings, job) -> str | None:  # overridden
+        """Wire the result into Blender; may return a line for the status bar."""
+        return None
+
+    def job_action(self) -> str:
+        return self.action
+
+    def arguments(self, context, source: Source, settings) -> list[str]:
+        """The daflow-vfx arguments of this operator (after the command words)."""
+        return core.hosts().action_args(settings)
 
     def execute(self, context):
         self._job = None
         try:
             source = resolve_source(context, self.source)
-            settings = _settings_for(self.action, context, source)
-            hosts = core.hosts()
-            argv = [*core.command_words(), *hosts.action_args(settings)]
+            settings = _settings_for(self.job_action(), context, source)
+            argv = [*core.command_words(), *self.arguments(context, source, settings)]
             scene_name = context.scene.name
             finish = self.finish
 
             def on_finish(job, source=source, settings=settings, scene_name=scene_name):
-                finish(bpy.data.scenes[scene_name], source, settings, job)
+                return finish(bpy.data.scenes[scene_name], source, settings, job)
 
             self._job = core.start(self.label, context.scene, argv, on_finish)
         except Exception as exc:  # noqa: BLE001 - any failure must reach the user, not crash Blender
@@ -273,6 +290,37 @@ class DAFLOW_OT_stabilize(_BackgroundOperator, bpy.types.Operator):
                 transform.keyframe_insert(prop, frame=at)
 
 
+class DAFLOW_OT_submit_farm(_BackgroundOperator, bpy.types.Operator):
+    """Submit vectors, a retime or a stabilize to the panel's farm (daflow-vfx submit, in the background)"""
+
+    bl_idname = "daflow.submit_farm"
+    bl_label = "Submit to Farm"
+    label = "Submit to Farm"
+    job: EnumProperty(name="Job", default="render", items=[
+        ("render", "Vectors", "Motion vectors (daflow-vfx render)"),
+        ("retime", "Retime", "Retimed frames (daflow-vfx retime)"),
+        ("stabilize", "Stabilize", "Stabilized frames (daflow-vfx stabilize)")])
+
+    def job_action(self) -> str:
+        return self.job
+
+    def arguments(self, context, source: Source, settings) -> list[str]:
+        hosts = core.hosts()
+        scene = context.scene
+        # a farm needs the range up front: a sequence's own frames when the panel gives none (a retime's
+        # output frames and a movie's length are only known once it runs, so those need the Frames field)
+        if not settings.frame_range.strip() and source.kind == "sequence" and settings.action != "retime":
+            frames = hosts.written_frames(source.path)
+            settings = replace(settings, frame_range=f"{frames[0]}-{frames[-1]}")
+        prefs = core.preferences()
+        return hosts.submit_args(settings, scene.daflow.farm, chunk_size=scene.daflow.chunk_size,
+                                 executable=getattr(prefs, "executable", "") if prefs is not None else "")
+
+    def finish(self, scene, source, settings, job) -> str | None:
+        lines = [line for line in job.job.lines if line.strip()]
+        return lines[-1] if lines else None
+
+
 class DAFLOW_OT_setup_vector_blur(bpy.types.Operator):
     """Build the compositor graph: plate + our vector EXRs (Vector.X/Y/Z/W) into a Vector Blur node"""
 
@@ -380,5 +428,5 @@ class DAFLOW_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (DAFLOW_OT_compute_vectors, DAFLOW_OT_retime, DAFLOW_OT_stabilize, DAFLOW_OT_setup_vector_blur,
-           DAFLOW_OT_cancel)
+CLASSES = (DAFLOW_OT_compute_vectors, DAFLOW_OT_retime, DAFLOW_OT_stabilize, DAFLOW_OT_submit_farm,
+           DAFLOW_OT_setup_vector_blur, DAFLOW_OT_cancel)

@@ -9,6 +9,9 @@ DEVICES = [("auto", "Auto", "CUDA when available, else CPU"), ("cpu", "CPU", "")
 COLORSPACES = [(c, c.title() if c != "srgb" else "sRGB", "")
                for c in ("auto", "linear", "srgb", "rec709", "log")]
 MODES = [(m, m.title(), "") for m in ("translation", "similarity", "affine", "perspective")]
+FARMS = [("deadline", "Deadline", "Deadline CommandLine job through deadlinecommand"),
+         ("opencue", "OpenCue", "OpenCue job through PyOutline and Cuebot"),
+         ("flamenco", "Flamenco", "Flamenco job of the daflow-vfx job type, posted to the Manager")]
 
 
 class DaflowSettings(bpy.types.PropertyGroup):
@@ -41,6 +44,16 @@ class DaflowSettings(bpy.types.PropertyGroup):
     crop: StringProperty(name="Crop", default="auto", description="auto, none or the kept fraction (0.9)")
     vectors: StringProperty(name="Vectors", subtype="FILE_PATH", default="",
                             description="Vector EXR pattern for Vector Blur (default: the last computed)")
+    paint_image: StringProperty(name="Paint", subtype="FILE_PATH", default="",
+                                description="RGBA image (premultiplied; EXR, PNG or TIFF) painted on one "
+                                            "frame of the source, at its size: Propagate carries it along "
+                                            "the surface")
+    paint_frame: IntProperty(name="Painted On", default=-1, min=-1,
+                             description="Timeline frame the paint was made on (-1: the current frame)")
+    farm: EnumProperty(name="Farm", items=FARMS, default="deadline",
+                       description="Render farm the farm buttons submit to (daflow-vfx submit)")
+    chunk_size: IntProperty(name="Chunk", default=10, min=1,
+                            description="Frames per farm task (stabilize always runs as one task)")
     # state shown in the panel
     running: BoolProperty(name="Running", default=False, options={"SKIP_SAVE"})
     progress: IntProperty(name="Progress", default=0, min=0, max=100, subtype="PERCENTAGE",

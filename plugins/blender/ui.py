@@ -33,6 +33,19 @@ def draw_panel(layout, context) -> None:
     col.operator("daflow.stabilize", icon="CON_CAMERASOLVER")
 
     col = layout.column(align=True)
+    col.prop(settings, "paint_image")
+    col.prop(settings, "paint_frame")
+    col.operator("daflow.propagate", icon="BRUSH_DATA")
+
+    col = layout.column(align=True)
+    row = col.row(align=True)
+    row.prop(settings, "farm", text="")
+    row.prop(settings, "chunk_size")
+    row = col.row(align=True)
+    for action, text in (("render", "Vectors"), ("retime", "Retime"), ("stabilize", "Stabilize")):
+        row.operator("daflow.submit_farm", text=text, icon="NETWORK_DRIVE").job = action
+
+    col = layout.column(align=True)
     col.prop(settings, "vectors")
     col.operator("daflow.setup_vector_blur", icon="NODETREE")
 

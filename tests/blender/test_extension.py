@@ -297,6 +297,30 @@ def test_source_from_the_active_clip_and_from_a_strip(settings, extension, tmp_p
     assert (source.kind, source.path, source.first_frame) == ("movie", str(movie), 1)
 
 
+def test_the_strips_colour_space_reaches_the_command(settings, fake_daflow, extension,
+                                                     tmp_path: Path) -> None:
+    strip = _sequencer_source(tmp_path, translated_frames(2, 16, 16, dx=1, dy=0))
+    record = tmp_path / "argv.json"
+    fake_daflow(f"import json\njson.dump(sys.argv[1:], open({str(record)!r}, 'w'))\n")
+
+    def passed() -> str:
+        record.unlink(missing_ok=True)
+        assert bpy.ops.daflow.compute_vectors("EXEC_DEFAULT") == {"FINISHED"}   # the active strip
+        extension.core.wait(timeout=30)
+        argv = json.loads(record.read_text())
+        return argv[argv.index("--input-colorspace") + 1]
+
+    assert strip.colorspace_settings.name == "sRGB"   # Blender's pick for these PNGs
+    assert passed() == "srgb"
+    strip.colorspace_settings.name = "Linear Rec.709"
+    assert passed() == "linear"
+    strip.colorspace_settings.name = "ACEScg"
+    assert passed() == "ACEScg"
+    settings.input_colorspace = "srgb"   # the panel's choice wins over the strip's
+    assert passed() == "srgb"
+    settings.input_colorspace = "auto"
+
+
 def test_external_python_preference_finds_daflow_vfx(extension) -> None:
     import daflow_vfx
 

@@ -14,7 +14,7 @@ from daflow_vfx.errors import UsageError
 from daflow_vfx.jobs.options import EngineOptions
 from tests.helpers import translated_frames, write_sequence
 
-FLOW_COMMANDS = ("render", "flow", "retime", "stabilize")
+FLOW_COMMANDS = ("render", "flow", "retime", "stabilize", "propagate")
 
 
 def _options(name: str) -> dict[str, click.Option]:

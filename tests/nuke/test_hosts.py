@@ -75,7 +75,10 @@ def test_invalid_knobs(tmp_path) -> None:
     with pytest.raises(UsageError, match="layout 'blender'"):
         hosts.render_args(settings(tmp_path, layout="blender"))
     with pytest.raises(UsageError, match="colourspace"):
-        hosts.render_args(settings(tmp_path, input_colorspace="acescg"))
+        hosts.render_args(settings(tmp_path, input_colorspace="srgb\nlinear"))
+    # OCIO names go through to the render, which checks them against the config
+    args = hosts.render_args(settings(tmp_path, input_colorspace="ARRI LogC3 (EI800)"))
+    assert args[args.index("--input-colorspace") + 1] == "ARRI LogC3 (EI800)"
     with pytest.raises(UsageError, match="device"):
         hosts.render_args(settings(tmp_path, device="gpu0"))
     args = hosts.render_args(settings(tmp_path, device="cuda:1"))
@@ -206,3 +209,11 @@ def test_plugin_dir_is_the_plugin_folder() -> None:
     assert (folder / "init.py").is_file() and (folder / "menu.py").is_file()
     assert (folder / "gizmos" / "DAFlow.gizmo").is_file()
     assert (folder / "daflow_nuke" / "__init__.py").is_file()
+
+
+def test_read_colorspace_knob() -> None:
+    assert hosts.read_colorspace("default (sRGB)") == "srgb"
+    assert hosts.read_colorspace("Cineon") == "log"
+    assert hosts.read_colorspace("AlexaV3LogC") == "ARRI LogC3 (EI800)"
+    assert hosts.read_colorspace("ACES - ACEScg") == "ACES - ACEScg"   # OCIO names pass through
+    assert hosts.read_colorspace("") is None and hosts.read_colorspace(None) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from daflow_vfx.farm.job import FARMS
 from daflow_vfx.hosts.nuke import CHANNELS, COLORSPACES, NODE_LAYOUTS
 from tests.conftest import REPO_ROOT
 from tests.nuke.nkparse import NkSyntaxError, parse
@@ -46,6 +47,7 @@ def test_gizmo_user_knobs(gizmo) -> None:
     assert gizmo.user_knob("layout")["items"].split() == list(NODE_LAYOUTS)
     assert gizmo.user_knob("input_colorspace")["items"].split() == list(COLORSPACES)
     assert gizmo.user_knob("model")["items"].split()[:2] == ["default", "dis"]
+    assert gizmo.user_knob("farm")["items"].split() == list(FARMS)  # what `daflow-vfx submit --farm` takes
     assert gizmo.value("output_name") == "vectors.####.exr"
     assert gizmo.value("chunk_size") == "10"
     # Kronos' Vector Detail: a floating-point knob, full detail by default, a 0-1 slider

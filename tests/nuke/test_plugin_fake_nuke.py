@@ -2,8 +2,8 @@
 
 This is not Nuke: the stand-in records calls (Write, execute, ProgressTask, executeInMainThread, knob
 values) so the thin layer's own decisions are exercised: which plate it renders, the command it runs, the
-knobs it sets for the read-back, and the Deadline files. The executable is a tiny script that prints
-Progress lines and records its arguments instead of rendering.
+knobs it sets for the read-back, and the `daflow-vfx submit` arguments. The executable is a tiny script
+that prints Progress lines and records its arguments instead of rendering or submitting.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from daflow_vfx.farm.deadline import parse_info
 from tests.conftest import REPO_ROOT
 
 PLUGIN_DIR = REPO_ROOT / "plugins" / "nuke"
@@ -95,7 +94,7 @@ class ProgressTask:
         return False
 
 
-def make_fake_nuke(tmp_path: Path, graph: dict[str, Node]) -> types.ModuleType:
+def make_fake_nuke(tmp_path: Path, graph: dict[str, Node], working: str = "linear") -> types.ModuleType:
     fake = types.ModuleType("nuke")
     fake.GUI = True
     fake.messages = []
@@ -106,8 +105,16 @@ def make_fake_nuke(tmp_path: Path, graph: dict[str, Node]) -> types.ModuleType:
     fake.executeInMainThread = lambda fn, args=(): fn(*args)
 
     class Root(contextlib.nullcontext):
+        knobs = {"workingSpaceLUT": Knob(working)}   # Project Settings > working space
+
         def name(self) -> str:
             return str(tmp_path / "comp_v001.nk")
+
+        def knob(self, name):
+            return self.knobs.get(name)
+
+        def __getitem__(self, name):
+            return self.knobs[name]
 
     fake.root = Root
 
@@ -196,6 +203,36 @@ def test_render_button_writes_a_non_sequence_input_first(tmp_path, monkeypatch, 
     assert argv[argv.index("--frames") + 1] == "3-5"
 
 
+@pytest.mark.parametrize(("knob", "expected"), [("AlexaV3LogC", "ARRI LogC3 (EI800)"),
+                                                 ("default (ACES - ACEScg)", "ACES - ACEScg"),
+                                                 ("Cineon", "log")])
+def test_render_button_reads_a_read_plate_in_the_reads_colorspace(tmp_path, monkeypatch, plugin, knob,
+                                                                  expected) -> None:
+    for f in (1001, 1002, 1003):
+        (tmp_path / f"sh.{f}.exr").write_bytes(b"")
+    upstream = Node("Read", "Read1", {"file": str(tmp_path / "sh.%04d.exr"), "colorspace": knob})
+    node = daflow_node(tmp_path, fake_executable(tmp_path))
+    node.setInput(0, upstream)
+    monkeypatch.setattr(plugin, "nuke", make_fake_nuke(tmp_path, {"DAFlow1": node}))
+    plugin.render_vectors(node).join(timeout=30)
+    argv = json.loads((tmp_path / "argv.json").read_text())
+    assert argv[argv.index("--input-colorspace") + 1] == expected
+    # a colour space chosen on the node wins over the Read's
+    node["input_colorspace"].setValue("srgb")
+    plugin.render_vectors(node).join(timeout=30)
+    argv = json.loads((tmp_path / "argv.json").read_text())
+    assert argv[argv.index("--input-colorspace") + 1] == "srgb"
+
+
+def test_written_plate_is_read_in_the_working_space(tmp_path, monkeypatch, plugin) -> None:
+    node = daflow_node(tmp_path, fake_executable(tmp_path), frame_range="3-5")
+    node.setInput(0, Node("Grade", "Grade1", frames=(1, 10)))
+    monkeypatch.setattr(plugin, "nuke", make_fake_nuke(tmp_path, {"DAFlow1": node}, working="ACES - ACEScg"))
+    plugin.render_vectors(node).join(timeout=30)
+    argv = json.loads((tmp_path / "argv.json").read_text())
+    assert argv[argv.index("--input-colorspace") + 1] == "ACES - ACEScg"
+
+
 def test_render_button_reports_knob_errors_as_a_message(tmp_path, monkeypatch, plugin) -> None:
     node = daflow_node(tmp_path, fake_executable(tmp_path), output_folder="")
     node.setInput(0, Node("Grade", "Grade1"))
@@ -208,22 +245,37 @@ def test_render_button_reports_knob_errors_as_a_message(tmp_path, monkeypatch, p
     assert "nothing is connected" in fake.messages[-1]
 
 
-def test_submit_button_writes_deadline_files(tmp_path, monkeypatch, plugin) -> None:
+@pytest.mark.parametrize("farm", ["deadline", "opencue", "flamenco"])
+def test_submit_button_runs_submit_for_the_chosen_farm(tmp_path, monkeypatch, plugin, farm) -> None:
     for f in range(1001, 1004):
         (tmp_path / f"sh.{f}.exr").write_bytes(b"")
-    node = daflow_node(tmp_path, Path("/farm/bin/daflow-vfx"))
+    node = daflow_node(tmp_path, fake_executable(tmp_path), farm=farm)
     node.setInput(0, Node("Read", "Read1", {"file": str(tmp_path / "sh.####.exr")}))
     fake = make_fake_nuke(tmp_path, {"DAFlow1": node})
     monkeypatch.setattr(plugin, "nuke", fake)
-    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    monkeypatch.delenv("DEADLINE_PATH", raising=False)
 
-    plugin.submit_to_farm(node)
-    folder = tmp_path / "vec" / "deadline"
-    info = parse_info((folder / "DAFlow1.job_info.job").read_text())
-    plugin_info = parse_info((folder / "DAFlow1.plugin_info.job").read_text())
-    assert info["Plugin"] == "CommandLine" and info["Frames"] == "1001-1003" and info["ChunkSize"] == "2"
-    assert plugin_info["Executable"] == "/farm/bin/daflow-vfx"
-    assert "--frames <STARTFRAME>-<ENDFRAME>" in plugin_info["Arguments"]
-    assert "deadlinecommand not found" in fake.messages[-1]
+    plugin.submit_to_farm(node).join(timeout=30)
+    argv = json.loads((tmp_path / "argv.json").read_text())  # a list of arguments: no shell in between
+    assert argv[:3] == ["submit", "--farm", farm]
+    assert argv[argv.index("--chunk-size") + 1] == "2"
+    assert argv[argv.index("--job-dir") + 1] == str(tmp_path / "vec" / "farm")
+    job = argv[argv.index("render"):]
+    assert job[1] == str(tmp_path / "sh.####.exr") and job[job.index("--frames") + 1] == "1001-1003"
+    assert fake.messages == ["DAFlow1: Progress: 100%"]  # the fake's last line
     assert node["vectors_ready"].value() is True
+
+
+def test_submit_button_shows_the_error_line(tmp_path, monkeypatch, plugin) -> None:
+    for f in range(1001, 1004):
+        (tmp_path / f"sh.{f}.exr").write_bytes(b"")
+    failing = tmp_path / "failing-daflow-vfx"
+    failing.write_text(f"#!{sys.executable}\nprint('Error: no Cuebot answered at cue:8443')\n"
+                       "raise SystemExit(1)\n")
+    failing.chmod(failing.stat().st_mode | stat.S_IXUSR)
+    node = daflow_node(tmp_path, failing, farm="opencue")
+    node.setInput(0, Node("Read", "Read1", {"file": str(tmp_path / "sh.####.exr")}))
+    fake = make_fake_nuke(tmp_path, {"DAFlow1": node})
+    monkeypatch.setattr(plugin, "nuke", fake)
+    plugin.submit_to_farm(node).join(timeout=30)
+    assert fake.messages == ["DAFlow1: opencue: Error: no Cuebot answered at cue:8443"]
+    assert node["vectors_ready"].value() is False

@@ -1,10 +1,10 @@
 """The DAFlow node's Python: what its "Render Vectors" and "Submit to Farm" buttons run.
 
-Thin on purpose. Every decision (knobs -> command line, frame ranges, Deadline files, progress lines)
-is made by :mod:`daflow_vfx.hosts.nuke` and :mod:`daflow_vfx.farm.deadline`, which are unit-tested
-without Nuke; this module only reads knobs, writes the input through a Write when it is not already
-a file sequence, runs ``daflow-vfx render`` as a separate process (so Nuke's Python never imports
-torch) and wires the rendered EXRs back into the node's internal Read.
+Thin on purpose. Every decision (knobs -> command line, frame ranges, farm jobs, progress lines)
+is made by :mod:`daflow_vfx.hosts.nuke` and `daflow-vfx submit`, which are unit-tested without Nuke;
+this module only reads knobs, writes the input through a Write when it is not already a file sequence,
+runs ``daflow-vfx render`` or ``daflow-vfx submit`` as a separate process (so Nuke's Python never
+imports torch or a farm's library) and wires the rendered EXRs back into the node's internal Read.
 
 It imports without Nuke (tests, farm nodes); a function that needs Nuke then raises
 :class:`NukeUnavailableError` with a one-line message.
@@ -33,6 +33,7 @@ __all__ = [
     "knob_values",
     "load_stabilize",
     "load_toolset",
+    "propagate",
     "render_vectors",
     "submit_to_farm",
     "toolset_path",
@@ -40,9 +41,9 @@ __all__ = [
 
 # The gizmo's user knobs read by the buttons (see gizmos/DAFlow.gizmo).
 KNOBS = ("model", "device", "frame_range", "layout", "input_colorspace", "vector_detail", "output_folder",
-         "output_name", "executable", "chunk_size", "skip_existing")
+         "output_name", "executable", "chunk_size", "skip_existing", "farm")
 PLUGIN_DIR = Path(__file__).resolve().parent.parent
-TOOLSETS = ("DAFlow_VectorBlur", "DAFlow_Retime", "DAFlow_Stabilize")
+TOOLSETS = ("DAFlow_VectorBlur", "DAFlow_Retime", "DAFlow_Stabilize", "DAFlow_Propagate")
 
 
 class NukeUnavailableError(RuntimeError):
@@ -137,6 +138,9 @@ def _settings(node: Any) -> Any:
     needed = list(range(max(first, frames[0] - 1), min(last, frames[-1] + 1) + 1))
     read_file = upstream["file"].value() if upstream.Class() == "Read" and upstream.knob("file") else None
     plate = hosts.source_plate(read_file, needed)
+    if plate is not None and knobs.get("input_colorspace", "auto") == "auto" and upstream.knob("colorspace"):
+        # the plate is the Read's own files: read them as the Read does
+        knobs["input_colorspace"] = hosts.read_colorspace(upstream["colorspace"].value()) or "auto"
     if plate is None:
         plate = hosts.plate_cache_pattern(draft.output_folder, node.name())
         os.makedirs(os.path.dirname(plate), exist_ok=True)
@@ -148,7 +152,10 @@ def _settings(node: Any) -> Any:
         finally:
             n.delete(write)
         if knobs.get("input_colorspace", "auto") == "auto":
-            knobs["input_colorspace"] = "linear"  # the Write stores Nuke's linear working space
+            # the Write stores Nuke's working space (linear, or e.g. ACEScg under an ACES config)
+            root = n.root()
+            working = root["workingSpaceLUT"].value() if root.knob("workingSpaceLUT") else None
+            knobs["input_colorspace"] = hosts.read_colorspace(working) or "linear"
     return hosts.NodeSettings.from_knobs(knobs, input=plate, node_name=node.name(), input_first=first,
                                          input_last=last)
 
@@ -210,25 +217,49 @@ def _finish(name: str, settings: Any, result: Any) -> None:
         _wire_read_back(node, settings)
 
 
-def submit_to_farm(node: Any = None) -> None:
-    """"Submit to Farm": write Deadline job files next to the output and submit them when possible."""
+def submit_to_farm(node: Any = None) -> threading.Thread | None:
+    """"Submit to Farm": run ``daflow-vfx submit --farm <farm knob> ... render ...`` in the background, as
+    an argument list (no shell); its last line, or its ``Error:`` line, is shown when it ends."""
     n = _nuke()
     hosts = _hosts()
     from daflow_vfx.errors import DaflowError
-    from daflow_vfx.farm.deadline import submit, write_job_files
 
     node = node or n.thisNode()
     try:
         settings = _settings(node)
-        job = hosts.deadline_job(settings, name=f"daflow {os.path.basename(n.root().name())} {node.name()}")
-        folder = os.path.join(os.path.dirname(hosts.output_pattern(settings)), "deadline")
-        job_file, plugin_file = write_job_files(job, folder, stem=node.name())
-        result = submit(job_file, plugin_file)
+        farm = str(knob_values(node).get("farm") or "deadline")
+        name = f"daflow {os.path.basename(n.root().name())} {node.name()}"
+        job_dir = os.path.join(os.path.dirname(hosts.output_pattern(settings)), "farm")
+        argv = [*hosts.resolve_executable(settings.executable),
+                *hosts.submit_args(settings, farm, name=name, job_dir=job_dir)]
     except DaflowError as error:
         _message(str(error))
+        return None
+    log.info("DAFlow: %s", " ".join(argv))
+    full_name = node.fullName()
+
+    def work() -> None:
+        try:
+            result = hosts.run_render(argv)
+        except DaflowError as error:
+            n.executeInMainThread(_message, args=(str(error),))
+            return
+        n.executeInMainThread(_submitted, args=(full_name, settings, farm, result))
+
+    thread = threading.Thread(target=work, name=f"daflow-submit-{full_name}", daemon=True)
+    thread.start()
+    return thread
+
+
+def _submitted(name: str, settings: Any, farm: str, result: Any) -> None:
+    if result.returncode != 0:
+        _message(f"{name}: {farm}: {result.error}")
         return
-    _wire_read_back(node, settings)  # the Read shows frames as the farm finishes them
-    _message(f"{node.name()}: {result.message}")
+    node = _nuke().toNode(name)
+    if node is not None:
+        _wire_read_back(node, settings)  # the Read shows frames as the farm finishes them
+    last = next((line for line in reversed(result.lines) if line.strip()), f"submitted to {farm}")
+    _message(f"{name}: {last}")
 
 
 def load_stabilize(node: Any = None) -> Any:
@@ -248,3 +279,58 @@ def load_stabilize(node: Any = None) -> Any:
     pasted = n.selectedNode()
     pasted.setXYpos(node.xpos(), node.ypos() + 60)
     return pasted
+
+
+def propagate(node: Any = None) -> threading.Thread | None:
+    """DAFlow_Propagate's "Propagate": write the paint node's output on the painted frame, run
+    ``daflow-vfx propagate`` in the background (argv from :mod:`daflow_vfx.hosts.nuke_propagate`) and
+    point the toolset's STMap Read at the STMaps it wrote."""
+    n = _nuke()
+    _hosts()  # makes daflow_vfx importable, as for the other buttons
+    from daflow_vfx.errors import DaflowError, UsageError
+    from daflow_vfx.hosts import nuke as hosts
+    from daflow_vfx.hosts.nuke_propagate import PropagateSettings, propagate_args, propagate_paths
+
+    node = node or n.thisNode()
+    try:
+        upstream = node.input(0)
+        if upstream is None or upstream.Class() != "Read" or not upstream["file"].value():
+            raise UsageError(f"{node.name()}: connect a Read of the plate (an image sequence on disk)")
+        settings = PropagateSettings.from_knobs(knob_values(node) | {
+            "propagate_at": node["propagate_at"].value()}, input=upstream["file"].value(),
+            node_name=node.name())
+        paint_node = n.toNode(str(node["paint_node"].value()))
+        if paint_node is None:
+            raise UsageError(f"{node.name()}: paint node {node['paint_node'].value()!r} not found")
+        paths = propagate_paths(settings)
+        argv = [*hosts.resolve_executable(settings.executable), *propagate_args(settings)]
+    except DaflowError as error:
+        _message(str(error))
+        return None
+    os.makedirs(os.path.dirname(paths["paint"]), exist_ok=True)
+    with n.root():
+        write = n.nodes.Write(file=paths["paint"], file_type="exr", channels="rgba")
+    try:
+        write.setInput(0, paint_node)
+        n.execute(write, settings.at, settings.at)
+    finally:
+        n.delete(write)
+    name = node.fullName()
+
+    def work() -> None:
+        task = n.ProgressTask(f"DAFlow propagate: {name}")
+        try:
+            result = hosts.run_render(argv, progress=task.setProgress, cancelled=task.isCancelled)
+        except DaflowError as error:
+            n.executeInMainThread(_message, args=(str(error),))
+            return
+        finally:
+            del task
+        if result.returncode != 0 or result.cancelled:
+            n.executeInMainThread(_message, args=(f"{name}: {result.error or 'cancelled'}",))
+            return
+        n.executeInMainThread(lambda: n.toNode(name)["stmap_file"].setValue(paths["stmap"]))
+
+    thread = threading.Thread(target=work, name=f"daflow-propagate-{name}", daemon=True)
+    thread.start()
+    return thread
