@@ -8,8 +8,10 @@ Two numbers for one recipe (model, crop, batch, frames, iterations, precision):
   with that generator feeding the model, as the training loop runs them.
 
 On CUDA the GPU's busy share during the timed steps is sampled from NVML (``torch.cuda.utilization``)
-when NVML is there, with the peak of allocated memory. Random weights: throughput does not depend
-on them.
+when NVML is there, with the peak of allocated memory, and one call of each is run under
+``torch.cuda.set_sync_debug_mode("warn")`` to count the times the host waited for the device in it:
+each wait lets the GPU's queue run dry, so a host-bound generator or step shows up there. Random
+weights: throughput does not depend on them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 
 from ..errors import UsageError
@@ -56,6 +59,7 @@ class TrainSpeedRow:
     batches: int
     gpu_busy: float | None  # share of time NVML saw a kernel running, 0 - 1
     peak_gib: float | None  # peak allocated device memory
+    host_waits: int | None = None  # synchronising calls in one call of it (CUDA only)
 
 
 class _BusySampler:
@@ -123,6 +127,29 @@ def _timed(fn, *, seconds: float, device, warmup: int = 2) -> tuple[float, int, 
     return time.perf_counter() - start, calls, None if sampler is None else sampler.mean()
 
 
+def count_host_waits(fn, k: int, device) -> int | None:
+    """How many times one call ``fn(k)`` made the host wait for the device; None off CUDA.
+
+    PyTorch's sync debug mode warns at each synchronising call it knows of (copies to the host,
+    pageable uploads, ``.item()``, stream and device synchronisation); not every kind is covered,
+    so this is a floor.
+    """
+    import torch
+
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn(k)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize(device)
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
 def measure_train_speed(job: TrainSpeedJob) -> list[TrainSpeedRow]:
     """Time the on-device data alone, then full training steps fed by it."""
     import torch
@@ -150,8 +177,10 @@ def measure_train_speed(job: TrainSpeedJob) -> list[TrainSpeedRow]:
                                  device=device, seed=0, degrade="random")
     rows = []
     seconds, calls, busy = _timed(make, seconds=job.seconds, device=device)
+    waits = count_host_waits(make, 10_000, device)
     what = "data" if job.data_chunk == 1 else f"data ({made} windows a call)"
-    rows.append(TrainSpeedRow(what, str(device), calls * made / seconds, calls * job.data_chunk, busy, None))
+    rows.append(TrainSpeedRow(what, str(device), calls * made / seconds, calls * job.data_chunk, busy, None,
+                              waits))
 
     model, _, _ = build_model(job.model, allow_random=True)
     model.to(device).train()
@@ -175,8 +204,9 @@ def measure_train_speed(job: TrainSpeedJob) -> list[TrainSpeedRow]:
         torch.cuda.reset_peak_memory_stats(device)
     seconds, calls, busy = _timed(step, seconds=job.seconds, device=device)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    waits = count_host_waits(step, 0, device)
     rows.append(TrainSpeedRow(f"train step (stage {stage})", str(device), calls * job.batch_size / seconds,
-                              calls, busy, peak))
+                              calls, busy, peak, waits))
     return rows
 
 
@@ -187,10 +217,13 @@ def format_train_speed(rows: list[TrainSpeedRow], *, command: str) -> str:
     def gib(x: float | None) -> str:
         return "—" if x is None else f"{x:.1f}"
 
-    head = "| what | device | windows/s | batches timed | GPU busy | peak GiB |"
-    lines = [f"Command: `{command}`", "", head, "|---|---|---|---|---|---|"]
+    def waits(x: int | None) -> str:
+        return "—" if x is None else str(x)
+
+    head = "| what | device | windows/s | batches timed | GPU busy | peak GiB | host waits a call |"
+    lines = [f"Command: `{command}`", "", head, "|---|---|---|---|---|---|---|"]
     lines += [f"| {r.what} | {r.device} | {r.windows_per_s:.1f} | {r.batches} | {pct(r.gpu_busy)} | "
-              f"{gib(r.peak_gib)} |" for r in rows]
+              f"{gib(r.peak_gib)} | {waits(r.host_waits)} |" for r in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -309,13 +309,14 @@ class DAFlow(nn.Module):
         b, f = frames.shape[:2]
         pair_list = list(pairs) if pairs is not None else neighbour_pairs(f)
         feats = self.extract(frames)
-        src = torch.tensor([p[0] for p in pair_list], device=frames.device)
-        dst = torch.tensor([p[1] for p in pair_list], device=frames.device)
+        src = [p[0] for p in pair_list]
+        dst = [p[1] for p in pair_list]
         npairs = len(pair_list)
 
-        def gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-            # x: [B, F, C, h, w] -> [B*P, C, h, w]
-            return x[:, idx].reshape(b * npairs, *x.shape[2:])
+        def gather(x: torch.Tensor, idx: list[int]) -> torch.Tensor:
+            # x: [B, F, C, h, w] -> [B*P, C, h, w]. Frames picked by Python index: an index tensor made
+            # from a host list would be a blocking copy to the device, stalling the host every forward.
+            return torch.stack([x[:, i] for i in idx], dim=1).reshape(b * npairs, *x.shape[2:])
 
         if callable(flow_init):
             flow_init = flow_init()

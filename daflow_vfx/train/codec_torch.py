@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from daflow_vfx.train.transfer import upload
+
 U8_MAX = 255.0  # 8-bit code values: what JPEG and video codecs store
 _BLOCK = 8  # transform block side, px
 _MB = 16  # macroblock side (luma px); also the padding unit, so 4:2:0 chroma stays whole blocks
@@ -89,8 +91,8 @@ def _pad_to(x: Tensor, multiple: int) -> Tensor:
 
 def _colour(x: Tensor, matrix: tuple[tuple[float, ...], ...], offset: tuple[float, float, float]) -> Tensor:
     # x: [N, 3, H, W]; a 3 x 3 colour matrix plus offset, per pixel
-    m = torch.tensor(matrix, device=x.device, dtype=x.dtype)
-    off = torch.tensor(offset, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    m = upload(matrix, x.device, x.dtype)
+    off = upload(offset, x.device, x.dtype).view(1, 3, 1, 1)
     return torch.einsum("oc,nchw->nohw", m, x) + off
 
 
@@ -106,7 +108,7 @@ def jpeg_tables(quality: Tensor) -> tuple[Tensor, Tensor]:
     scale = torch.where(q < 50.0, torch.floor(5000.0 / q), 200.0 - 2.0 * q)  # percent
     out = []
     for base in (_JPEG_LUMA, _JPEG_CHROMA):
-        b = torch.tensor(base, device=quality.device, dtype=quality.dtype)[None]
+        b = upload(base, quality.device, quality.dtype)[None]
         out.append(torch.clamp(torch.floor((b * scale + 50.0) / 100.0), 1.0, U8_MAX).view(-1, 8, 8))
     return out[0], out[1]
 
@@ -142,7 +144,7 @@ def qp_step(qp: Tensor) -> Tensor:
 
 def chroma_qp(qp: Tensor) -> Tensor:
     """H.264's chroma QP for luma QP (Table 8-15, linear between entries; fractional QPs allowed)."""
-    table = torch.tensor(_CHROMA_QP, device=qp.device, dtype=qp.dtype)
+    table = upload(_CHROMA_QP, qp.device, qp.dtype)
     start = _QP_MAX + 1 - len(_CHROMA_QP)
     pos = torch.clamp(qp - start, 0.0, len(_CHROMA_QP) - 1.0)
     lo = torch.floor(pos).long()
@@ -242,6 +244,11 @@ def _shift(plane: Tensor, mv: Tensor, block: int) -> Tensor:
                          align_corners=True)
 
 
+def _shifted(vectors: Tensor, dx: float, dy: float) -> Tensor:
+    """Motion vectors [B, 2, h, w] plus (dx, dy), with scalar adds (no host-to-device copy)."""
+    return torch.cat([vectors[:, :1] + dx, vectors[:, 1:] + dy], 1)
+
+
 def _pick(cur: Tensor, ref: Tensor, candidates: list[Tensor], step: Tensor) -> Tensor:
     """The cheapest of K candidate vector fields [B, 2, Hm, Wm] per macroblock: SAD of the prediction
     plus a rate term for the vector's length. All candidates are tried in one batched warp."""
@@ -274,12 +281,10 @@ def _motion_vectors(cur: Tensor, ref: Tensor, flow: Tensor | None, step: Tensor)
         candidates = [zero, own] + [padded[..., 1 + dy:1 + dy + hm, 1 + dx:1 + dx + wm]
                                     for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
     else:
-        candidates = [zero + torch.tensor([dx, dy], device=cur.device, dtype=cur.dtype).view(1, 2, 1, 1)
-                      for dy in range(-2, 3) for dx in range(-2, 3)]
+        candidates = [_shifted(zero, dx, dy) for dy in range(-2, 3) for dx in range(-2, 3)]
     best = _pick(cur, ref, candidates, step)
     half = 1.0 / _HALF_PEL
-    refine = [best + torch.tensor([dx, dy], device=cur.device, dtype=cur.dtype).view(1, 2, 1, 1)
-              for dy in (-half, 0.0, half) for dx in (-half, 0.0, half)]
+    refine = [_shifted(best, dx, dy) for dy in (-half, 0.0, half) for dx in (-half, 0.0, half)]
     return _pick(cur, ref, refine, step)
 
 

@@ -39,6 +39,7 @@ from daflow_vfx.degrade import BLUR_KINDS, INTERPOLATIONS, PRESETS, DegradeParam
 from daflow_vfx.degrade import _scaled as scaled_size  # one rule for the reference's minimum side
 from daflow_vfx.errors import UsageError
 from daflow_vfx.train.codec_torch import compress_windows, jpeg_round_trip
+from daflow_vfx.train.transfer import upload
 
 CLEAN = "clean"
 _CONCRETE = ("mild", "severe", "extreme")  # "random" picks one of these per sample
@@ -86,12 +87,12 @@ def _subset(x: Tensor, rows: np.ndarray, fn) -> Tensor:
         return x
     if idx.size == rows.size:
         return fn(x, idx)
-    sel = torch.as_tensor(idx, device=x.device)
+    sel = upload(idx, x.device, torch.int64)
     return x.index_copy(0, sel, fn(x.index_select(0, sel), idx))
 
 
 def _to(a: np.ndarray, device: torch.device, dtype: torch.dtype = torch.float32) -> Tensor:
-    return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype).to(device, non_blocking=True)
+    return upload(a, device, dtype)
 
 
 # --------------------------------------------------------------------------------------------- kernels
@@ -240,7 +241,7 @@ def _noise(x: Tensor, kinds: np.ndarray, grey: np.ndarray, level: np.ndarray, ge
            ) -> Tensor:
     """Add each row's noise: kinds [N] (0 none, 1 Gaussian, 2 Poisson), grey [N] bool, level [N]."""
     dev = x.device
-    weights = torch.tensor(_GREY, device=dev).view(1, 3, 1, 1)
+    weights = upload(_GREY, dev).view(1, 3, 1, 1)
 
     def gaussian(rows: Tensor, idx: np.ndarray) -> Tensor:
         n = torch.randn(rows.shape, generator=generator, device=dev, dtype=rows.dtype)
@@ -363,7 +364,7 @@ def _degrade_concrete(x: Tensor, params: list[DegradeParams], line: np.ndarray, 
         motion = torch.cat([flows, flows[:, -1:]], 1).reshape(b * f, 2, h, w)
 
         def mblur(sel: Tensor, idx: np.ndarray) -> Tensor:
-            pick = torch.as_tensor(idx, device=dev)
+            pick = upload(idx, dev, torch.int64)
             return motion_blur_rows(sel, motion.index_select(0, pick), _to(shutter[idx], dev))
 
         rows = _subset(rows, blurred[per_row], mblur)
@@ -412,7 +413,7 @@ def _degrade_concrete(x: Tensor, params: list[DegradeParams], line: np.ndarray, 
     out = rows.new_empty(b * f, 3, h, w)
     for idx in (np.flatnonzero(jpeg_first), np.flatnonzero(~jpeg_first)):  # the two orders, each batched
         if idx.size:
-            pick = torch.as_tensor(idx, device=dev)
+            pick = upload(idx, dev, torch.int64)
             out.index_copy_(0, pick, final(rows.index_select(0, pick), idx))
     out = out.clamp(0.0, 1.0).view(b, f, 3, h, w)
 
@@ -423,7 +424,7 @@ def _degrade_concrete(x: Tensor, params: list[DegradeParams], line: np.ndarray, 
         deblock = np.array([d for _, d in qp_deblock])
 
         def codec(sel: Tensor, idx: np.ndarray) -> Tensor:
-            fl = None if flows is None or f < 2 else flows.index_select(0, torch.as_tensor(idx, device=dev))
+            fl = None if flows is None or f < 2 else flows.index_select(0, upload(idx, dev, torch.int64))
             return compress_windows(sel, qp=_to(qp[idx], dev), deblock=_to(deblock[idx], dev, torch.bool),
                                     flows_forward=fl)
 
@@ -467,7 +468,7 @@ def apply_degradations(clean: Tensor, *, params: Sequence[DegradeParams | None],
     def run(sel: Tensor, idx: np.ndarray) -> Tensor:
         fl = None
         if flows is not None:
-            fl = flows if idx.size == b else flows.index_select(0, torch.as_tensor(idx, device=sel.device))
+            fl = flows if idx.size == b else flows.index_select(0, upload(idx, sel.device, torch.int64))
         return _degrade_concrete(sel, [params[i] for i in idx], lines[idx], generator, fl)
 
     out = _subset(clean.float(), todo, run)

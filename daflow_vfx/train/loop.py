@@ -32,7 +32,8 @@ from ..model.dit import default_noise
 from ..model.weights import build_model, get_entry, load_state_strict, save_weights
 from .config import StageConfig, TrainConfig
 from .sources import training_batches
-from .steps import lr_factor, make_optimizer, train_step
+from .steps import load_optimizer_state, lr_factor, make_optimizer, train_step
+from .transfer import Readback
 from .validation import ValidationSet, validate, validation_samples
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,25 @@ def train(
     val_sets: list[ValidationSet] = []
     trained = 0
     last_at = (stage, step)  # (stage, step) of the last trained batch, for the report
+    pending: tuple[dict[str, Any], Readback, Any] | None = None  # the last step's record, not yet written
+
+    def emit(rec: dict[str, Any], readback: Readback, bar) -> None:
+        """Write one step's record, its loss and training EPE read back from the device."""
+        nonlocal last_loss
+        loss, train_epe = readback.values()
+        last_loss = loss
+        rec = {**{k: rec[k] for k in ("stage", "step")}, "loss": round(loss, 5),
+               **{k: v for k, v in rec.items() if k not in ("stage", "step")}}
+        if train_epe is not None:
+            rec["epe"] = round(train_epe, 4)
+        logf.write(json.dumps(rec) + "\n")
+        logf.flush()
+        if on_log is not None:
+            on_log(rec)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", **({"epe": f"{rec['epe']:.2f}"} if "epe" in rec else {}))
+
     weights_meta = {"model": cfg.model, **({"flow_init": cfg.flow_init} if cfg.flow_init else {}),
                     **dict(metadata or {})}
     try:
@@ -160,7 +180,7 @@ def train(
                 model.backbone.freeze_dead_parameters()
             opt = make_optimizer(model, cfg, stage)
             if opt_state is not None:
-                opt.load_state_dict(opt_state)
+                load_optimizer_state(opt, opt_state)
                 opt_state = None
             bar = None
             if progress:
@@ -178,24 +198,27 @@ def train(
                     model, opt, batch, stage=stage, transform=transform, cfg=cfg,
                     nframes=2 if two else cfg.num_frames, host_gen=host_gen, noise_gen=noise_gen,
                 )
+                readback = Readback(loss, train_epe)
+                # The previous step's record is written now that this step is queued: reading its
+                # loss waits for that step only, so the device never runs dry for a log line.
+                if pending is not None:
+                    emit(*pending)
+                    pending = None
                 step += 1
                 last_at = (stage, step)
                 batches_before += 1
                 trained += 1
-                last_loss = float(loss)
                 rec: dict[str, Any] = {
                     "stage": stage,
                     "step": step,
-                    "loss": round(last_loss, 5),
                     "lr": opt.param_groups[0]["lr"],
                     "minutes": round((time.monotonic() - start) / 60, 2),
                 }
-                if train_epe is not None:
-                    rec["epe"] = round(float(train_epe), 4)
                 now = time.monotonic()
                 over = cfg.max_minutes is not None and (now - start) / 60 >= cfg.max_minutes
                 done = _stage_done(step, sc, (now - stage_start) / 60)
-                if stage == 2 and (step % cfg.val_every == 0 or done or over):
+                validating = stage == 2 and (step % cfg.val_every == 0 or done or over)
+                if validating:
                     if not val_sets:
                         val_sets.append(ValidationSet.build(cfg, large=False))
                         if cfg.val_large is not None:
@@ -208,16 +231,13 @@ def train(
                             rec[f"{vs.prefix}_init_epe"] = round(vs.init_epe, 4)
                         if vs.prefix == "val":
                             val = score
-                logf.write(json.dumps(rec) + "\n")
-                logf.flush()
-                if on_log is not None:
-                    on_log(rec)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(
-                        loss=f"{last_loss:.4f}", **({"epe": f"{rec['epe']:.2f}"} if "epe" in rec else {})
-                    )
-                if now - last_ckpt >= cfg.checkpoint_minutes * 60 or done or over:
+                pending = (rec, readback, bar)
+                checkpointing = now - last_ckpt >= cfg.checkpoint_minutes * 60 or done or over
+                if validating or checkpointing:
+                    # These wait for the device anyway; the log is complete up to this step.
+                    emit(*pending)
+                    pending = None
+                if checkpointing:
                     _save_checkpoint(
                         ckpt_path,
                         {
@@ -237,6 +257,9 @@ def train(
                 if done or over:
                     stopped = over
                     break
+            if pending is not None:
+                emit(*pending)
+                pending = None
             if bar is not None:
                 bar.close()
             if stopped:

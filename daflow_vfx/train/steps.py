@@ -41,9 +41,23 @@ def make_optimizer(model: DAFlow, cfg: TrainConfig, stage: int) -> torch.optim.O
             groups.append({"params": list(model.backbone.parameters()), "lr": sc.lr * sc.backbone_lr_mult})
     for g in groups:
         g["base_lr"] = g["lr"]
-    # fused AdamW: one kernel per step for all parameters on CUDA instead of several per tensor.
-    fused = all(p.is_cuda for g in groups for p in g["params"]) and torch.cuda.is_available()
-    return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay, fused=fused or None)
+    # Fused AdamW: one kernel per step for all parameters instead of several per tensor, and it takes
+    # a device-side skip flag (``found_inf``), which train_step needs to skip a non-finite update
+    # without reading the gradient norm back to the host. It runs on CUDA and the CPU alike.
+    return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay, fused=True)
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, state: dict) -> None:
+    """Load a checkpoint's optimiser state, keeping ``opt``'s own implementation choices.
+
+    A state dict carries each group's flags (``fused``, ``foreach``) beside what was learned, and
+    loading it would bring back those of the run that saved it; how the step runs is this run's
+    choice, and ``skip_nonfinite_step`` needs the fused kernel.
+    """
+    keep = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in opt.param_groups]
+    opt.load_state_dict(state)
+    for g, flags in zip(opt.param_groups, keep, strict=True):
+        g.update(flags)
 
 
 def autocast_context(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
@@ -117,8 +131,25 @@ def train_step(model: DAFlow, opt: torch.optim.Optimizer, batch: dict[str, torch
     opt.zero_grad(set_to_none=True)
     loss.backward()
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-    # A non-finite gradient would poison every weight; skip that one update. This waits for the
-    # device once a step, a small price beside losing a run.
-    if bool(torch.isfinite(norm)):
-        opt.step()
+    skip_nonfinite_step(opt, norm)
     return loss.detach(), train_epe
+
+
+def skip_nonfinite_step(opt: torch.optim.Optimizer, norm: torch.Tensor) -> None:
+    """``opt.step()``, except when ``norm`` (the gradient norm, on the device) is not finite.
+
+    A non-finite gradient would poison every weight, so that update is skipped. Asking
+    ``bool(torch.isfinite(norm))`` would make the host wait for the device every step; instead
+    the flag stays on the device and the fused optimiser reads it, as ``torch.amp.GradScaler``
+    does: with ``found_inf`` set, the kernel leaves parameters and moments alone and the step
+    count is put back.
+    """
+    if not all(g.get("fused") for g in opt.param_groups):
+        if bool(torch.isfinite(norm)):
+            opt.step()
+        return
+    opt.found_inf = (~torch.isfinite(norm)).to(torch.float32)  # [] 1.0 skips the update
+    try:
+        opt.step()
+    finally:
+        del opt.found_inf

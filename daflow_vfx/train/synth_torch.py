@@ -46,6 +46,7 @@ from daflow_vfx.errors import UsageError
 from daflow_vfx.train.data import DEGRADE_LEVELS
 from daflow_vfx.train.degrade_torch import degrade_windows
 from daflow_vfx.train.textures_torch import PhotoBank, hsv_colours, random_textures, shape_alpha
+from daflow_vfx.train.transfer import upload
 
 _ALPHA_ON_TOP = 0.5  # a layer owns a pixel (its flow, its id) where its coverage reaches this
 _CONCRETE = ("mild", "severe", "extreme")  # what "random" resolves to, per sample
@@ -289,9 +290,9 @@ class DeviceWindowGenerator:
         clean = self._brightness(rng, clean)
         presets = self._presets(rng)
         degraded = degrade_windows(clean, presets=presets, generator=gen, flows_forward=flows["flow_fwd"])
-        level = torch.as_tensor([DEGRADE_LEVELS.index(p) for p in presets], dtype=torch.int64)
+        level = upload([DEGRADE_LEVELS.index(p) for p in presets], self.device, torch.int64)
         return _finite_windows({"clean": clean, "degraded": degraded, **flows,
-                                "degrade_level": level.to(self.device)})
+                                "degrade_level": level})
 
     # ----------------------------------------------------------------------------------------- scene
     def _render(self, rng: np.random.Generator, gen: torch.Generator
@@ -340,21 +341,21 @@ class DeviceWindowGenerator:
             at = hom[:, :, mid]  # [n, F, 3, 3] at the frames' own instants
             deltas[idx, layer, 0] = (at[:, 1:] - at[:, :-1]) @ inv3(at[:, :-1])
             deltas[idx, layer, 1] = (at[:, :-1] - at[:, 1:]) @ inv3(at[:, 1:])
-            inverse = torch.as_tensor(inv3(hom), dtype=torch.float32).to(dev, non_blocking=True)
+            inverse = upload(inv3(hom), dev)
 
             th, tw = int(extent[:, 0].max()), int(extent[:, 1].max())
             tex = random_textures(rng, gen, extent, th, tw, photo_fraction=self.photo_fraction,
                                   bank=self.photos)
             # Haze: farther layers fade more toward the haze colour (the background fully, the front 30 %).
             depth = np.ones(n) if layer == 0 else 1.0 - 0.7 * layer / n_fg[idx]
-            strength = torch.as_tensor(haze[idx] * depth, dtype=torch.float32, device=dev).view(n, 1, 1, 1)
-            tint = torch.as_tensor(haze_colour[idx], dtype=torch.float32, device=dev).view(n, 3, 1, 1)
+            strength = upload(haze[idx] * depth, dev).view(n, 1, 1, 1)
+            tint = upload(haze_colour[idx], dev).view(n, 3, 1, 1)
             tex = tex + (tint - tex) * strength
             if layer > 0:
                 tex = torch.cat([tex, shape_alpha(rng, extent[:, 0], th, dev)[:, None]], 1)  # RGBA
 
             everyone = n == b  # the background and the first layers: no gather and scatter needed
-            sel = torch.as_tensor(idx, device=dev)
+            sel = upload(idx, dev, torch.int64)
             fr, idl = (frames, ids) if everyone else (frames.index_select(0, sel), ids.index_select(0, sel))
             for k in range(f):
                 fr[:, k], idl[:, k] = _composite(fr[:, k], idl[:, k], warp(tex, inverse[:, k, mid], (h, w),
@@ -364,8 +365,8 @@ class DeviceWindowGenerator:
                 ids.index_copy_(0, sel, idl)
             pos = np.flatnonzero(blur[idx])  # blurred samples among this layer's
             if pos.size:
-                slot = torch.as_tensor(np.searchsorted(blurred, idx[pos]), device=dev)
-                pick = torch.as_tensor(pos, device=dev)
+                slot = upload(np.searchsorted(blurred, idx[pos]), dev, torch.int64)
+                pick = upload(pos, dev, torch.int64)
                 ex = extra.index_select(0, slot)
                 tb, ib = tex.index_select(0, pick), inverse.index_select(0, pick)
                 for k in range(f):
@@ -374,14 +375,14 @@ class DeviceWindowGenerator:
                                                                           mirror=layer == 0), layer)[0]
                 extra.index_copy_(0, slot, ex)
         if blurred.size:
-            sel = torch.as_tensor(blurred, device=dev)
+            sel = upload(blurred, dev, torch.int64)
             frames.index_copy_(0, sel, (frames.index_select(0, sel) + extra.sum(2)) / _SHUTTER_TAPS)
         return frames.clamp(0.0, 1.0), ids, deltas, 1 + int(n_fg.max())
 
     def _ground_truth(self, ids: Tensor, deltas: np.ndarray, layers: int) -> dict[str, Tensor]:
         """Flows and masks from the layer ids and relative homographies of the ``layers`` layers in use."""
         b, f, (h, w) = self.batch_size, self.num_frames, self.size
-        d = torch.as_tensor(deltas, dtype=torch.float32).to(self.device)  # [B, L, 2, F-1, 3, 3]
+        d = upload(deltas, self.device)  # [B, L, 2, F-1, 3, 3]
         out: dict[str, list[Tensor]] = {k: [] for k in ("flow_fwd", "flow_bwd", "valid_fwd", "valid_bwd",
                                                          "occ_fwd", "occ_bwd")}
         for i in range(f - 1):
@@ -409,7 +410,7 @@ class DeviceWindowGenerator:
             return clean
 
         def t(a: np.ndarray) -> Tensor:
-            return torch.as_tensor(a, dtype=torch.float32).to(self.device).unsqueeze(-1).unsqueeze(-1)
+            return upload(a, self.device).unsqueeze(-1).unsqueeze(-1)
 
         return (t(gain) * torch.pow(clean, t(gamma)) + t(offset)).clamp(0.0, 1.0)
 

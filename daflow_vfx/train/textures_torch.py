@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from daflow_vfx.train.textures import _load_photo, _photo_paths  # the reference's photo list and loader
+from daflow_vfx.train.transfer import upload
 
 PROCEDURAL_KINDS: tuple[str, ...] = ("noise", "stripes", "gradient", "shapes")
 _PROCEDURAL_PROBS = (0.45, 0.2, 0.15, 0.2)  # as textures.random_texture
@@ -42,12 +43,12 @@ _EPS = 1e-6
 class PhotoBank:
     """The bundled photographs on one device.
 
-    sharp, soft: [P, 3, S, S] photos in the top-left corner, edge-replicated beyond (soft is
-    pre-filtered for crops that get shrunk); sizes: host [P, 2] (h, w); grey: host [P] bool.
+    photos: [2P, 3, S, S], the P photos in the top-left corner, edge-replicated beyond (``sharp``),
+    then the same pre-filtered for crops that get shrunk (``soft``), so a batch's crops take one
+    gather; sizes: host [P, 2] (h, w); grey: host [P] bool.
     """
 
-    sharp: Tensor
-    soft: Tensor
+    photos: Tensor
     sizes: np.ndarray
     grey: np.ndarray
 
@@ -72,7 +73,15 @@ class PhotoBank:
         def stack(images: list[np.ndarray]) -> Tensor:
             return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous().to(device)
 
-        return cls(sharp=stack(sharp), soft=stack(soft), sizes=np.array(sizes), grey=np.array(grey))
+        return cls(photos=stack(sharp + soft), sizes=np.array(sizes), grey=np.array(grey))
+
+    @property
+    def sharp(self) -> Tensor:
+        return self.photos[:len(self.sizes)]
+
+    @property
+    def soft(self) -> Tensor:
+        return self.photos[len(self.sizes):]
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -120,7 +129,7 @@ def _normalise(x: Tensor, inside: Tensor) -> Tensor:
 
 
 def _t(a: np.ndarray, device: torch.device) -> Tensor:
-    return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32).to(device, non_blocking=True)
+    return upload(a, device)
 
 
 # --------------------------------------------------------------------------------------------- procedural
@@ -307,9 +316,7 @@ def _photo_texture(rng: np.random.Generator, gen: torch.Generator, extent: np.nd
     side = bank.sharp.shape[-1]
     norm = 2.0 / (side - 1)
     grid = torch.stack(torch.broadcast_tensors(px * norm - 1.0, py * norm - 1.0), -1)
-    sel = torch.as_tensor(pick, device=dev)
-    photos = torch.where(_t(shrink.astype(np.float32), dev).view(-1, 1, 1, 1) > 0,
-                         bank.soft.index_select(0, sel), bank.sharp.index_select(0, sel))
+    photos = bank.photos.index_select(0, upload(pick + len(bank.sizes) * shrink, dev, torch.int64))
     tex = F.grid_sample(photos, grid, mode="bilinear", padding_mode="border", align_corners=True)
     grey = bank.grey[pick]
     ramp = rng.random(n) < 0.5
@@ -345,11 +352,11 @@ def random_textures(rng: np.random.Generator, generator: torch.Generator, extent
             tex = _photo_texture(rng, generator, extent[idx], h, w, bank)
         else:
             tex = makers[name](rng, generator, extent[idx], h, w)
-        out.index_copy_(0, torch.as_tensor(idx, device=dev), tex)
+        out.index_copy_(0, upload(idx, dev, torch.int64), tex)
     detail = rng.random(n) < _DETAIL_PROB
     if detail.any():
         idx = np.flatnonzero(detail)
-        sel = torch.as_tensor(idx, device=dev)
+        sel = upload(idx, dev, torch.int64)
         fine = fractal_noise(rng, generator, extent[idx], h, w, 1)
         out.index_copy_(0, sel, out.index_select(0, sel) * (0.7 + 0.3 * fine))
     return gaussian_blur(out, TEXTURE_BLUR).clamp(0.0, 1.0)
