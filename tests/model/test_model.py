@@ -248,3 +248,22 @@ def test_convex_upsample_matches_its_definition(factor):
     convex_upsample(x, convex_weights(mask, factor=factor)).square().sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     assert mask.grad is not None and mask.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("max_volume", [0, 10**9], ids=["on-demand", "precomputed"])
+def test_correlation_volumes_stay_float32_under_bf16_autocast(max_volume):
+    """A volume is made once and sampled every iteration: under autocast it is kept in float32, so
+    the look-up (float32 under autocast) never converts it again, and it matches the float32 one."""
+    torch.manual_seed(0)
+    f1, f2 = torch.randn(1, 16, 12, 16), torch.randn(1, 16, 12, 16)
+    coords = torch.rand(1, 2, 12, 16) * torch.tensor([15.0, 11.0]).view(1, 2, 1, 1)
+    ref_all = AllPairsCorr(f1, f2, levels=3, radius=2)(coords)
+    ref_local = LocalCorr(f1, f2, levels=3, radius=2, max_volume=max_volume)(coords)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        all_pairs = AllPairsCorr(f1, f2, levels=3, radius=2)
+        local = LocalCorr(f1, f2, levels=3, radius=2, max_volume=max_volume)
+        assert all(level.dtype == torch.float32 for level in all_pairs.pyramid)
+        assert all(t.dtype == torch.float32 for kind, t, *_ in local.tables if kind == "volume")
+        got_all, got_local = all_pairs(coords), local(coords)
+    torch.testing.assert_close(got_all.float(), ref_all, atol=0.1, rtol=0.02)
+    torch.testing.assert_close(got_local.float(), ref_local, atol=0.1, rtol=0.02)

@@ -127,3 +127,13 @@ def test_compact_features_are_frame_size_independent():
         if isinstance(m, LocalInstanceNorm2d):
             m.window = (10**6, 10**6)
     assert diff(model) > 3 * local
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_channels_last_input_keeps_its_layout_and_values(dtype):
+    """The windowed norm works in the input's memory format (channels_last on CUDA and bf16 CPUs)."""
+    x = torch.randn(2, 5, 40, 56).to(getattr(torch, dtype))
+    ref = local_instance_norm(x, (16, 16))
+    out = local_instance_norm(x.contiguous(memory_format=torch.channels_last), (16, 16))
+    assert out.dtype == x.dtype and out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, ref, atol=tol(dtype), rtol=0)
