@@ -276,7 +276,7 @@ def engine_options(func: F) -> F:
     (a :class:`~daflow_vfx.jobs.options.EngineOptions`): ``--model --weights --iters --device --dtype
     --detail --tile --tile-pad --max-memory --threads --compile --compile-refinement --batch-windows``.
     Each option is named after its field, so a library error naming the field shows as the flag."""
-    from daflow_vfx.numerics import DTYPES
+    from daflow_vfx.numerics import DTYPE_CHOICES
 
     @functools.wraps(func)
     def command(*args: Any, **kwargs: Any) -> Any:
@@ -296,8 +296,10 @@ def engine_options(func: F) -> F:
         ),
         click.option("--iters", type=click.IntRange(min=1), default=None, help=iters_help()),
         device_option,
-        click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
-                     help="Compute precision of learned models (classical ones use float32)."),
+        click.option("--dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True,
+                     help="Compute precision of learned models (classical ones use float32). auto: "
+                     "bfloat16 where the device has it in hardware (CUDA since Ampere; CPUs with AMX or "
+                     "AVX-512 BF16), float32 elsewhere."),
         # a plain float: the range is checked by EngineOptions, so a bad value is the library's one
         # message naming --detail, the same as from a preset or the Python API
         click.option(

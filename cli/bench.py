@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from daflow_vfx.cli._common import ProgressPrinter, colorspace_option, device_option, iters_help, own_iters
+from daflow_vfx.numerics import DTYPE_CHOICES
 from daflow_vfx.registry import model_names, network_names
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -113,18 +114,21 @@ def command() -> None:
 @click.option("--detail", type=float, default=1.0, show_default=True, metavar="FRACTION",
               help="Vector detail in (0, 1], as `render --detail`: flow at this fraction of each pair's "
               "size, upsampled, to measure accuracy against speed.")
+@click.option("--dtype", type=click.Choice(DTYPE_CHOICES), default="float32", show_default=True,
+              help="Compute precision of the DA-Flow models, as `render --dtype` (to measure what a "
+              "reduced precision costs in accuracy).")
 @colorspace_option
 @_output_options("accuracy")
 @device_option
 def accuracy(data: str, models: str, levels: str, seed: int, limit: int | None, iters: int | None,
-             detail: float, input_colorspace: str, ocio_config: str | None, output: str | None,
+             detail: float, dtype: str, input_colorspace: str, ocio_config: str | None, output: str | None,
              update_docs: bool, device: str) -> None:
     """EPE and outlier rates of each model at each degradation level, side by side."""
     from daflow_vfx.bench.accuracy import AccuracyJob, bench_accuracy
 
     _bench("accuracy", bench_accuracy, AccuracyJob, output, update_docs, data=data, models=_items(models),
            levels=_items(levels), seed=seed, device=_device(device), limit=limit, iters=iters, detail=detail,
-           input_colorspace=input_colorspace, ocio_config=ocio_config)
+           dtype=dtype, input_colorspace=input_colorspace, ocio_config=ocio_config)
 
 
 @command.command("speed")
@@ -161,8 +165,9 @@ def accuracy(data: str, models: str, levels: str, seed: int, limit: int | None, 
     default=None,
     metavar="LIST",
     help="Compute dtypes of the DA-Flow rows, from float32,bfloat16,float16; each reduced one also "
-    "reports how far it moves the flow from float32 (default: float32 on the CPU; on CUDA float32 "
-    "and bfloat16 for daflow-compact, bfloat16 for daflow-full).",
+    "reports how far it moves the flow from float32 (default: float32 on the CPU, and bfloat16 where "
+    "the CPU has it in hardware, as render's --dtype auto; on CUDA float32 and bfloat16 for "
+    "daflow-compact, bfloat16 for daflow-full).",
 )
 @click.option("--reuse-frames", default=5, show_default=True, type=click.IntRange(min=0),
               help="Sequence length for the windowed-reuse measurement of daflow-compact (0: off).")

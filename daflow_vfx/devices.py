@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from daflow_vfx.detail import check_detail
 from daflow_vfx.errors import DeviceError, UnknownDeviceError, UsageError
 from daflow_vfx.estimators import model_is_cpu_only
-from daflow_vfx.numerics import DTYPES
+from daflow_vfx.numerics import DTYPE_CHOICES
 
 __all__ = [
     "check_device_name",
@@ -87,8 +87,8 @@ def device_for_model(model: str, device: str | None) -> str:
 
 
 def check_dtype(dtype: str) -> str:
-    if dtype not in DTYPES:
-        raise UsageError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}", param="dtype")
+    if dtype not in DTYPE_CHOICES:
+        raise UsageError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPE_CHOICES)}", param="dtype")
     return dtype
 
 

@@ -46,6 +46,7 @@ from daflow_vfx.devices import (
 )
 from daflow_vfx.errors import DeviceError, UsageError
 from daflow_vfx.estimators import DEFAULT_MODEL, FlowEstimator, WindowFlows, load_estimator
+from daflow_vfx.numerics import resolve_dtype
 from daflow_vfx.tiling import blend_tiles, pad_to_stride, round_up, tile_region
 
 log = logging.getLogger(__name__)
@@ -166,7 +167,7 @@ class FlowEngine:
         self.max_memory = check_engine_settings(dtype=dtype, tile=tile, tile_pad=tile_pad, threads=threads,
                                                 max_memory=max_memory, detail=detail)
         self.detail = float(detail)
-        self.dtype = dtype
+        self.dtype = resolve_dtype(dtype, self.device)  # "auto" -> what this device computes natively
         self.threads = None if threads is None else int(threads)
         if isinstance(estimator, str):
             estimator = load_estimator(estimator, device=self.device, dtype=self.dtype, weights=weights,

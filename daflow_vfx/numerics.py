@@ -14,10 +14,48 @@ import numpy as np
 
 from daflow_vfx.errors import UsageError
 
-__all__ = ["DTYPES", "REDUCED_DTYPES", "PrecisionCheck", "autocast_epe", "fixed_window"]
+__all__ = ["AUTO_DTYPE", "DTYPES", "DTYPE_CHOICES", "REDUCED_DTYPES", "PrecisionCheck", "autocast_epe",
+           "fixed_window", "native_bfloat16", "resolve_dtype"]
 
 REDUCED_DTYPES = ("float16", "bfloat16")
 DTYPES = ("float32", *REDUCED_DTYPES)  # every compute precision a learned model runs in
+AUTO_DTYPE = "auto"
+DTYPE_CHOICES = (AUTO_DTYPE, *DTYPES)  # what --dtype takes
+
+
+def native_bfloat16(device: str) -> bool:
+    """Whether ``device`` has bf16 arithmetic in hardware.
+
+    CUDA: what ``torch.cuda.is_bf16_supported`` says (Ampere and later). CPU: AMX or AVX-512 BF16
+    (Intel Sapphire Rapids and later, AMD Zen 4 and later), where oneDNN's bf16 convolutions and
+    matrix products run several times faster than float32; elsewhere bf16 is emulated, and was 20x
+    slower than float32 on an AMD EPYC without it (docs/benchmarks.md).
+    """
+    import torch
+
+    kind = str(device).split(":")[0]
+    if kind == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if kind == "cpu":
+        names = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private, hence the getattr
+        probes = [getattr(torch.cpu, name, None) for name in names]
+        try:
+            return any(bool(p()) for p in probes if p is not None)
+        except RuntimeError:
+            return False
+    return False
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """``auto``: bfloat16 where ``device`` computes it natively, else float32; others as given.
+
+    bf16 autocast moves DA-Flow's flow by well under 0.05 px against float32 (the rule it had to meet
+    to be a default; docs/benchmarks.md), and the network's time is in convolutions and matrix
+    products, which bf16 hardware runs several times faster.
+    """
+    if dtype != AUTO_DTYPE:
+        return dtype
+    return "bfloat16" if native_bfloat16(device) else "float32"
 
 
 @dataclass(frozen=True, kw_only=True)

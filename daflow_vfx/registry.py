@@ -274,8 +274,14 @@ def network_entry(name: str) -> NetworkEntry:
 
 def load_estimator(name: str, *, device: str = "cpu", dtype: str = "float32", weights: str | None = None,
                    iters: int | None = None, allow_random: bool = False) -> FlowEstimator:
-    """Build the estimator registered under ``name`` (``"default"`` resolves first)."""
+    """Build the estimator registered under ``name`` (``"default"`` resolves first); ``dtype`` may be
+    ``auto`` (:func:`daflow_vfx.numerics.resolve_dtype`)."""
     found = entry(name)
+    if dtype == "auto":
+        from .devices import resolve_device
+        from .numerics import resolve_dtype
+
+        dtype = resolve_dtype(dtype, "cpu" if found.cpu_only else resolve_device(device))
     return found.load()(name=found.name, device=device, dtype=dtype, weights=weights, iters=iters,
                         allow_random=allow_random)
 

@@ -148,12 +148,14 @@ def run_accuracy(
     progress: Callable[[int, int], None] | None = None,
     colorspace: str = "auto",
     ocio_config: str | None = None,
+    dtype: str = "float32",
 ) -> tuple[list[Row], list[str]]:
     """Evaluate ``models`` at ``levels``; return the rows and the models skipped (with the reason).
 
     ``iters`` sets the DA-Flow models' refinement iterations (None: each model's registry value).
     ``detail`` is the engine's vector detail: flow at that fraction of the pair's size, upsampled.
     ``colorspace`` is how the pair images are read (``--input-colorspace``, as a render would).
+    ``dtype`` is the DA-Flow models' compute dtype (as ``render --dtype``).
     """
     from ..color import check_colorspace
     from ..detail import check_detail
@@ -169,8 +171,9 @@ def run_accuracy(
     for spec in models:
         name, weights, label = parse_model_spec(spec)
         try:
-            engines[label] = FlowEngine(load_estimator(name, device=device, iters=iters, weights=weights),
-                                        device=device, detail=detail)
+            engines[label] = FlowEngine(load_estimator(name, device=device, dtype=dtype, iters=iters,
+                                                       weights=weights),
+                                        device=device, dtype=dtype, detail=detail)
         except DaflowError as exc:
             if weights is not None:  # the user named this file: a bad one is an error, not a skipped row
                 raise
@@ -242,6 +245,7 @@ class AccuracyJob:
     detail: float = 1.0  # vector detail of the engine (1: full resolution)
     input_colorspace: str = "auto"  # how the pair images are read, as `render --input-colorspace`
     ocio_config: str | None = None
+    dtype: str = "float32"  # compute dtype of the DA-Flow models, as `render --dtype`
     output: str | None = None  # markdown file whose accuracy section is replaced; None: none
     command: str = ""
 
@@ -259,7 +263,7 @@ def bench_accuracy(job: AccuracyJob, *, progress: Callable[[int, int], None] | N
     rows, skipped = run_accuracy(job.data, models=job.models, levels=job.levels, seed=job.seed,
                                  device=job.device, limit=job.limit, iters=job.iters, detail=job.detail,
                                  progress=progress, colorspace=job.input_colorspace,
-                                 ocio_config=job.ocio_config)
+                                 ocio_config=job.ocio_config, dtype=job.dtype)
     minutes = (time.perf_counter() - t0) / 60
     npairs = rows[0].pairs if rows else 0
     lines = [
@@ -272,7 +276,8 @@ def bench_accuracy(job: AccuracyJob, *, progress: Callable[[int, int], None] | N
         f"ms/pair is wall time per pair on `{job.device}` averaged over levels."
         + (f" Flow computed at vector detail {job.detail:g} of each pair's size and upsampled (`--detail`)."
            if job.detail != 1 else "")
-        + (f" Images read as `{job.input_colorspace}`." if job.input_colorspace != "auto" else ""),
+        + (f" Images read as `{job.input_colorspace}`." if job.input_colorspace != "auto" else "")
+        + (f" DA-Flow models computed in `{job.dtype}`." if job.dtype != "float32" else ""),
         "",
         format_table(rows),
         "",

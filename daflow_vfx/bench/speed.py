@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..errors import ModelError, UsageError
-from ..numerics import REDUCED_DTYPES
+from ..numerics import AUTO_DTYPE, REDUCED_DTYPES, resolve_dtype
 from ..registry import NETWORKS, model_names
 from .speed_cases import RAFT_MODELS, CaseResult, CaseSpec, ReuseResult, ReuseSpec, proc_kib, set_threads
 from .speed_render import RenderResult, RenderSpec
@@ -211,7 +211,9 @@ def _case_dtypes(model: str, device: str, dtypes: tuple[str, ...] | None = None)
     if dtypes is not None:
         return dtypes
     if not device.startswith("cuda"):
-        return ("float32",)
+        # float32, and what `render` runs by default (--dtype auto) where that differs: bf16 on CPUs
+        # with bf16 in hardware
+        return tuple(dict.fromkeys(("float32", resolve_dtype(AUTO_DTYPE, device))))
     # the 2.35 B-parameter daflow-full only on the fast path; the compact variants in float32 as well
     return ("bfloat16",) if model == "daflow-full" else ("float32", "bfloat16")
 

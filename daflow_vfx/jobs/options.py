@@ -31,7 +31,7 @@ class EngineOptions:
 
     model: str = DEFAULT_MODEL
     device: str = "auto"  # auto (CUDA when present), cpu, cuda or cuda:N
-    dtype: str = "float32"  # compute precision of learned models
+    dtype: str = "auto"  # compute precision of learned models; auto: bf16 where the device has it natively
     tile: int | None = None  # flow in overlapping tiles of at most this many pixels (large plates)
     tile_pad: int = 32  # overlap around each tile, blended with feathering
     max_memory: int | str | None = None  # bytes or "8G"; frames that do not fit are tiled

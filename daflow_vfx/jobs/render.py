@@ -84,15 +84,18 @@ def _check_sequence_headers(path: str, info, needed: list[int]) -> None:
 
 def _stamp(job: RenderJob, plate, colorspace: str) -> RenderStamp:
     """What this render records in each header and what ``skip_existing`` compares (see :mod:`.resume`)."""
-    from daflow_vfx.devices import parse_memory_size
+    from daflow_vfx.devices import device_for_model, parse_memory_size
     from daflow_vfx.estimators import DEFAULT_MODEL, resolve_default_model
+    from daflow_vfx.numerics import resolve_dtype
 
     engine = job.engine
+    model = resolve_default_model() if engine.model == DEFAULT_MODEL else engine.model
     settings = {
-        "model": resolve_default_model() if engine.model == DEFAULT_MODEL else engine.model,
+        "model": model,
         "weights": os.path.abspath(engine.weights) if engine.weights else None,
         "iters": engine.iters,
-        "dtype": engine.dtype,
+        # the precision that runs (auto resolves per machine), so a resume elsewhere sees the difference
+        "dtype": resolve_dtype(engine.dtype, device_for_model(model, engine.device)),
         "tile": engine.tile,
         "tilePad": engine.tile_pad,
         "maxMemory": parse_memory_size(engine.max_memory),

@@ -45,10 +45,10 @@ def render_rows(text: str) -> dict[str, list[str]]:
 
 
 def quick_job(**kw) -> SpeedJob:
-    """A SpeedJob that runs in this process, once, on one thread, without the reuse measurement, the
-    renders or a file."""
+    """A SpeedJob that runs in this process, once, on one thread, in float32, without the reuse
+    measurement, the renders or a file (the same rows on any CPU)."""
     defaults = dict(repeats=1, warmup=0, threads=1, isolate=False, reuse_frames=0, render_frames=0,
-                    output=None)
+                    output=None, dtypes=("float32",))
     return SpeedJob(**{**defaults, **kw})
 
 
@@ -73,6 +73,8 @@ def test_cli_table_numbers_and_markdown_section(tmp_path):
         "--in-process",
         "--reuse-frames",
         "3",
+        "--dtypes",
+        "float32",  # one row per model on any CPU (the default adds bf16 where the CPU has it)
         "--output",
         str(md),
     ]
@@ -152,14 +154,21 @@ def test_daflow_full_is_skipped_on_cpu_at_real_sizes():
     assert "skipped (" in format_table([row]) and "--full-on-cpu" in row.reason
 
 
-def test_cuda_rows_time_the_fast_path_and_float32():
+@pytest.mark.parametrize("cpu_bf16", [True, False])
+def test_cuda_rows_time_the_fast_path_and_float32(monkeypatch, cpu_bf16):
+    import torch
+
     from daflow_vfx.bench.speed import _case_dtypes
+
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda: cpu_bf16, raising=False)
 
     # CUDA: DA-Flow runs under bf16 autocast, and daflow-compact also in float32 for comparison
     assert _case_dtypes("daflow-compact", "cuda") == ("float32", "bfloat16")
     assert _case_dtypes("daflow-full", "cuda:0") == ("bfloat16",)
     assert _case_dtypes("raft_large", "cuda") == ("float32",)
-    assert _case_dtypes("daflow-compact", "cpu") == ("float32",)
+    # CPU: float32, and bf16 (what render's --dtype auto runs) where the CPU has it in hardware
+    assert _case_dtypes("daflow-compact", "cpu") == (("float32", "bfloat16") if cpu_bf16 else ("float32",))
     # --dtypes chooses the DA-Flow rows' precision on any device; the references stay float32
     assert _case_dtypes("daflow-compact", "cpu", ("float32", "bfloat16")) == ("float32", "bfloat16")
     assert _case_dtypes("dis", "cpu", ("bfloat16",)) == ("float32",)
