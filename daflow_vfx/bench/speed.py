@@ -119,8 +119,8 @@ class SpeedJob:
     output: str | None = None  # markdown file whose speed-cpu / speed-cuda section is replaced; None: none
     command: str = ""
     torchvision_module: str = "torchvision"  # tests name a missing module to get "unavailable" rows
-    # compute dtypes of the DA-Flow rows; None: float32 on the CPU, on CUDA the bf16 fast path (and
-    # float32 too for daflow-compact)
+    # compute dtypes of the DA-Flow rows; None: float32 on the CPU and bf16 too where the CPU has it in
+    # hardware (render's --dtype auto), on CUDA the bf16 fast path (and float32 too for daflow-compact)
     dtypes: tuple[str, ...] | None = None
     # end-to-end renders of a generated plate of this many frames at each size (0: none)
     render_frames: int = 8
