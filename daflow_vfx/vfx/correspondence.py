@@ -41,6 +41,11 @@ __all__ = ["METHODS", "FrameMap", "PairFlow", "TrackSettings", "check_track_sett
 
 METHODS = ("anchored", "chain")
 
+# The photometric check's tolerance: this many times the typical (median) blurred-colour difference of
+# a match, between PHOTO_FLOOR and TrackSettings.photo_tolerance (display values).
+PHOTO_SPREAD = 3.0
+PHOTO_FLOOR = 0.02
+
 # (image a, image b), each [H, W, 3] display [0, 1] -> (flow a->b, flow b->a), each [H, W, 2] pixels
 PairFlow = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -50,7 +55,8 @@ class TrackSettings:
     method: str = "anchored"  # anchored | chain (naive, for comparison)
     min_confidence: float = 0.6  # match score under which a new keyframe is taken
     fb_tolerance: float = 1.0  # pixels of forward-backward error at which visibility falls to 1/e
-    photo_tolerance: float = 0.1  # display-value difference (blurred) above which visibility fades
+    photo_tolerance: float = 0.1  # ceiling of the display-value difference (blurred) above which
+    # visibility fades; each match uses 3x its median difference when that is lower (_photo_tolerance)
     edge: int = 1  # pixels the visible region is shrunk by: flow is least reliable at occlusion edges
 
 
@@ -94,6 +100,21 @@ def _blur(image: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(np.ascontiguousarray(image, dtype=np.float32), (0, 0), 1.5)
 
 
+def _photo_tolerance(diff: np.ndarray, matched: np.ndarray, settings: TrackSettings) -> float:
+    """The photometric tolerance of one match: a multiple of the typical difference where it matched.
+
+    Where a surface is hidden, the colour differs from the anchor's by more than where it is seen. How
+    much more depends on the plate: noise, compression and lighting raise the difference everywhere.
+    So the tolerance follows the median difference over the pixels the forward-backward check passed
+    (PHOTO_SPREAD times it, a robust "clearly more than usual"), never above ``photo_tolerance`` (the
+    fixed ceiling) nor below PHOTO_FLOOR (so a clean plate does not drop paint for a grain of noise).
+    """
+    if not matched.any():
+        return settings.photo_tolerance
+    typical = float(np.median(diff[matched]))
+    return float(np.clip(PHOTO_SPREAD * typical, PHOTO_FLOOR, settings.photo_tolerance))
+
+
 def _match(image: np.ndarray, anchor: np.ndarray, guess: np.ndarray, pair: PairFlow,
            settings: TrackSettings) -> _Match:
     """Frame ``image`` [H, W, 3] matched to ``anchor`` [h, w, 3] starting from ``guess`` [H, W, 2]."""
@@ -108,9 +129,9 @@ def _match(image: np.ndarray, anchor: np.ndarray, guess: np.ndarray, pair: PairF
     fb = np.linalg.norm(forward + sample(backward, step, border="edge"), axis=-1)  # [H, W] pixels
     vis_fb = np.exp(-np.square(fb / settings.fb_tolerance))
     diff = np.abs(_blur(image) - sample(_blur(anchor), where, border="edge")).mean(axis=-1)  # [H, W]
-    tol = settings.photo_tolerance
-    vis_photo = np.clip((2.0 * tol - diff) / tol, 0.0, 1.0)  # 1 up to tol, 0 from 2 * tol
     on = inside(where, ah, aw) & inside(step, h, w)
+    tol = _photo_tolerance(diff, on & (vis_fb > 0.5), settings)
+    vis_photo = np.clip((2.0 * tol - diff) / tol, 0.0, 1.0)  # 1 up to tol, 0 from 2 * tol
     valid = (vis_fb * vis_photo * on).astype(np.float32)
     if settings.edge:
         size = 2 * settings.edge + 1

@@ -104,3 +104,31 @@ def test_bad_arguments_name_the_parameter() -> None:
         propagate(frames, np.zeros((16, 16, 4), np.float32), 0, model="dis",
                   settings=TrackSettings(method="teleport"))
     assert info.value.param == "method"
+
+
+def test_the_photometric_tolerance_follows_the_plates_typical_difference() -> None:
+    """3x the median difference where the match held, between a floor and the settings' ceiling: a noisy
+    plate keeps its seen surface, a hidden one (far above the typical difference) is cleared."""
+    from daflow_vfx.vfx.correspondence import PHOTO_FLOOR, PHOTO_SPREAD, TrackSettings, _photo_tolerance
+
+    settings = TrackSettings()
+    rng = np.random.default_rng(0)
+    noisy = np.abs(rng.normal(0.0, 0.02, (40, 60))).astype(np.float32)  # a grainy plate: median ~0.0135
+    matched = np.ones((40, 60), bool)
+    tol = _photo_tolerance(noisy, matched, settings)
+    assert tol == pytest.approx(PHOTO_SPREAD * float(np.median(noisy)))
+    assert PHOTO_FLOOR < tol < settings.photo_tolerance
+    # a hidden patch (another surface, 0.15 off) fades to 0; the plate's own noise stays visible
+    assert 0.15 > 2 * tol and np.mean(noisy < tol) > 0.95
+    # only pixels that passed the forward-backward check set the typical difference
+    with_hidden = noisy.copy()
+    with_hidden[:, :20] = 0.3
+    partly = matched.copy()
+    partly[:, :20] = False
+    assert _photo_tolerance(with_hidden, partly, settings) == pytest.approx(
+        PHOTO_SPREAD * float(np.median(noisy[:, 20:])))
+    # bounds: a clean plate is held at the floor, a plate with a global change at the fixed ceiling
+    assert _photo_tolerance(np.zeros((8, 8), np.float32), np.ones((8, 8), bool), settings) == PHOTO_FLOOR
+    assert _photo_tolerance(np.full((8, 8), 0.2, np.float32), np.ones((8, 8), bool),
+                            settings) == settings.photo_tolerance
+    assert _photo_tolerance(noisy, np.zeros((40, 60), bool), settings) == settings.photo_tolerance
