@@ -167,6 +167,9 @@ class FlowEngine:
         self.max_memory = check_engine_settings(dtype=dtype, tile=tile, tile_pad=tile_pad, threads=threads,
                                                 max_memory=max_memory, detail=detail)
         self.detail = float(detail)
+        if dtype == "auto" and not isinstance(estimator, str):
+            # a built estimator runs in its own precision; record that one
+            dtype = str(getattr(estimator, "dtype", "float32")).removeprefix("torch.")
         self.dtype = resolve_dtype(dtype, self.device)  # "auto" -> what this device computes natively
         self.threads = None if threads is None else int(threads)
         if isinstance(estimator, str):

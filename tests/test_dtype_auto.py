@@ -56,3 +56,12 @@ def test_the_engine_and_the_estimator_run_the_resolved_dtype(monkeypatch, presen
     conv = next(m for m in est.model.feature_encoder.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) is present
     assert numerics.AUTO_DTYPE in numerics.DTYPE_CHOICES
+
+
+def test_a_built_estimator_keeps_its_own_precision_under_auto():
+    from daflow_vfx.engine import FlowEngine
+    from daflow_vfx.registry import load_estimator
+
+    est = load_estimator("daflow-compact-noprior", device="cpu", dtype="float32")
+    assert FlowEngine(est, device="cpu", dtype="auto").dtype == "float32"
+    assert FlowEngine(load_estimator("dis"), device="cpu", dtype="auto").dtype == "float32"
