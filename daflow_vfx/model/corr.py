@@ -39,15 +39,28 @@ def _sample_volume(corr: torch.Tensor, xy: torch.Tensor, offs: torch.Tensor) -> 
     return sampled.reshape(corr.shape[0], -1)
 
 
-def _volume(equation: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """A correlation volume, made in the autocast dtype (where the matrix units are) and stored in float32.
+# Values of one chunk of a correlation volume made in the autocast dtype before it is widened (~64 MB
+# in float32): the full half-type volume is never held beside the float32 one.
+_VOLUME_CHUNK = 1 << 24
 
-    grid_sample runs in float32 under autocast, so a half-type volume would be copied to float32 at
-    every iteration: 1.9 s per iteration for the [4, 32640, 2040] level at 1080p under CPU bf16
-    autocast. Converted once here instead; taking the product in float32 was slower still (a 1088x1920
-    window 9.1 s against 8.5 s, 2 cores with AMX).
+
+def _volume(query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """query [N, P, D] x keys [N, D, J] -> [N, P, J] float32, made in the autocast dtype.
+
+    Stored in float32 because grid_sample runs in float32 under autocast: a half-type volume would be
+    copied to float32 at every iteration (1.9 s per iteration for the [4, 32640, 2040] level at 1080p
+    under CPU bf16 autocast). The product runs in the autocast dtype (where the matrix units are; in
+    float32 a 1088x1920 window took 9.1 s against 8.5 s, 2 cores with AMX), in chunks of query rows
+    written into the float32 volume, so the half-type copy is one chunk, not a second full volume
+    (1.5 GB of fresh memory at 1080p otherwise, whose page faults cost more than the product).
     """
-    return torch.einsum(equation, a, b).float()
+    n, p, _ = query.shape
+    j = keys.shape[-1]
+    out = torch.empty(n, p, j, device=query.device, dtype=torch.float32)
+    rows = max(1, _VOLUME_CHUNK // max(1, n * j))
+    for s in range(0, p, rows):
+        out[:, s:s + rows] = torch.bmm(query[:, s:s + rows], keys)
+    return out
 
 
 def _pool_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
@@ -66,7 +79,7 @@ class AllPairsCorr:
         n, d, h, w = fmap1.shape
         self.levels, self.radius = levels, radius
         # scaled on the [N, D, hw] features, not on the [N, hw, hw] volume
-        corr = _volume("ndi,ndj->nij", fmap1.flatten(2) / math.sqrt(d), fmap2.flatten(2))
+        corr = _volume((fmap1.flatten(2) / math.sqrt(d)).transpose(1, 2), fmap2.flatten(2))  # [N, hw, h2*w2]
         corr = corr.reshape(n * h * w, 1, fmap2.shape[2], fmap2.shape[3])  # corr: [N*h*w, 1, h2, w2]
         self.pyramid = _pool_pyramid(corr, levels)
         self.shape = (n, h, w)
@@ -136,7 +149,7 @@ class LocalCorr:
                 # ~10x larger at 1080p, where multiplying the volume took 0.97 s of a 21 s window).
                 if scaled_query is None:
                     scaled_query = self.fmap1 * self.scale
-                corr = _volume("npd,ndj->npj", scaled_query, f2.flatten(2))
+                corr = _volume(scaled_query, f2.flatten(2))  # [N, P, hl*wl]
                 self.tables.append(("volume", corr.reshape(n * h * w, 1, hl, wl), hl, wl))
                 continue
             rows = f2.flatten(2).transpose(1, 2)  # [N, hl*wl, D]

@@ -267,3 +267,18 @@ def test_correlation_volumes_stay_float32_under_bf16_autocast(max_volume):
         got_all, got_local = all_pairs(coords), local(coords)
     torch.testing.assert_close(got_all.float(), ref_all, atol=0.1, rtol=0.02)
     torch.testing.assert_close(got_local.float(), ref_local, atol=0.1, rtol=0.02)
+
+
+def test_correlation_volume_is_the_same_in_chunks(monkeypatch):
+    """The volume is made in chunks of query rows (so a half-type copy never spans it all): any chunk
+    size gives the one matrix product."""
+    import daflow_vfx.model.corr as corr
+
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 37, 8), torch.randn(2, 8, 11)
+    ref = torch.bmm(q, k)
+    for chunk in (1, 22 * 5, 22 * 37, 1 << 24):  # 1 row, 5 rows, all rows, the default
+        monkeypatch.setattr(corr, "_VOLUME_CHUNK", chunk)
+        out = corr._volume(q, k)
+        assert out.dtype == torch.float32 and out.shape == (2, 37, 11)
+        torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-5)
