@@ -47,6 +47,7 @@ from daflow_vfx.devices import (
 from daflow_vfx.errors import DeviceError, UsageError
 from daflow_vfx.estimators import DEFAULT_MODEL, FlowEstimator, WindowFlows, load_estimator
 from daflow_vfx.numerics import resolve_dtype
+from daflow_vfx.registry import model_is_cpu_only
 from daflow_vfx.tiling import blend_tiles, pad_to_stride, round_up, tile_region
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,8 @@ class FlowEngine:
         if dtype == "auto" and not isinstance(estimator, str):
             # a built estimator runs in its own precision; record that one
             dtype = str(getattr(estimator, "dtype", "float32")).removeprefix("torch.")
+        elif dtype == "auto" and model_is_cpu_only(estimator):
+            dtype = "float32"  # classical models compute in float32 whatever the hardware
         self.dtype = resolve_dtype(dtype, self.device)  # "auto" -> what this device computes natively
         self.threads = None if threads is None else int(threads)
         if isinstance(estimator, str):

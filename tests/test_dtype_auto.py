@@ -65,3 +65,18 @@ def test_a_built_estimator_keeps_its_own_precision_under_auto():
     est = load_estimator("daflow-compact-noprior", device="cpu", dtype="float32")
     assert FlowEngine(est, device="cpu", dtype="auto").dtype == "float32"
     assert FlowEngine(load_estimator("dis"), device="cpu", dtype="auto").dtype == "float32"
+
+
+def test_classical_models_record_float32_whatever_the_hardware(monkeypatch):
+    """DIS never computes in bf16: an auto render with it records float32 on any machine, so a farm of
+    mixed CPUs resumes its outputs instead of redoing them; a learned model records what ran."""
+    from daflow_vfx.engine import FlowEngine
+    from daflow_vfx.jobs.render import dtype_that_runs
+
+    for present in (True, False):
+        _cpu_bf16(monkeypatch, present)
+        assert FlowEngine("dis", device="cpu", dtype="auto").dtype == "float32"
+        assert dtype_that_runs("dis", "auto", "cpu") == "float32"
+        learned = "bfloat16" if present else "float32"
+        assert dtype_that_runs("daflow-compact-noprior", "auto", "cpu") == learned
+        assert dtype_that_runs("daflow-compact-noprior", "float16", "cpu") == "float16"
