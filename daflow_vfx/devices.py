@@ -16,13 +16,14 @@ from collections.abc import Iterator
 from daflow_vfx.detail import check_detail
 from daflow_vfx.errors import DeviceError, UnknownDeviceError, UsageError
 from daflow_vfx.estimators import model_is_cpu_only
-from daflow_vfx.numerics import DTYPE_CHOICES
+from daflow_vfx.numerics import DTYPE_CHOICES, resolve_dtype
 
 __all__ = [
     "check_device_name",
     "check_dtype",
     "check_engine_settings",
     "device_for_model",
+    "dtype_that_runs",
     "format_memory_size",
     "is_out_of_memory",
     "max_threads",
@@ -84,6 +85,18 @@ def device_for_model(model: str, device: str | None) -> str:
     if (device or "auto").strip().lower() == "auto" and model_is_cpu_only(model):
         return "cpu"
     return resolve_device(device)
+
+
+def dtype_that_runs(model: str, dtype: str, device: str | None) -> str:
+    """The precision ``model`` computes in when asked for ``dtype`` on ``device``.
+
+    ``auto`` resolves for the device the model runs on (:func:`daflow_vfx.numerics.resolve_dtype`).
+    Classical models always compute in float32, so they record float32 whatever the hardware (a farm
+    of mixed CPUs keeps their outputs on resume).
+    """
+    if model_is_cpu_only(model):
+        return "float32"
+    return resolve_dtype(dtype, device_for_model(model, device))
 
 
 def check_dtype(dtype: str) -> str:

@@ -38,6 +38,7 @@ from daflow_vfx.detail import downscale_frames, reduced_size, upscale_flows
 from daflow_vfx.devices import (
     check_engine_settings,
     device_for_model,
+    dtype_that_runs,
     format_memory_size,
     is_out_of_memory,
     release_device_memory,
@@ -46,8 +47,7 @@ from daflow_vfx.devices import (
 )
 from daflow_vfx.errors import DeviceError, UsageError
 from daflow_vfx.estimators import DEFAULT_MODEL, FlowEstimator, WindowFlows, load_estimator
-from daflow_vfx.numerics import resolve_dtype
-from daflow_vfx.registry import model_is_cpu_only
+from daflow_vfx.numerics import AUTO_DTYPE
 from daflow_vfx.tiling import blend_tiles, pad_to_stride, round_up, tile_region
 
 log = logging.getLogger(__name__)
@@ -168,12 +168,11 @@ class FlowEngine:
         self.max_memory = check_engine_settings(dtype=dtype, tile=tile, tile_pad=tile_pad, threads=threads,
                                                 max_memory=max_memory, detail=detail)
         self.detail = float(detail)
-        if dtype == "auto" and not isinstance(estimator, str):
-            # a built estimator runs in its own precision; record that one
-            dtype = str(getattr(estimator, "dtype", "float32")).removeprefix("torch.")
-        elif dtype == "auto" and model_is_cpu_only(estimator):
-            dtype = "float32"  # classical models compute in float32 whatever the hardware
-        self.dtype = resolve_dtype(dtype, self.device)  # "auto" -> what this device computes natively
+        if dtype == AUTO_DTYPE:
+            # what runs: a built estimator's own precision, else what this device computes natively
+            dtype = (dtype_that_runs(estimator, dtype, self.device) if isinstance(estimator, str)
+                     else str(getattr(estimator, "dtype", "float32")).removeprefix("torch."))
+        self.dtype = dtype
         self.threads = None if threads is None else int(threads)
         if isinstance(estimator, str):
             estimator = load_estimator(estimator, device=self.device, dtype=self.dtype, weights=weights,

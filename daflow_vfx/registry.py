@@ -275,13 +275,12 @@ def network_entry(name: str) -> NetworkEntry:
 def load_estimator(name: str, *, device: str = "cpu", dtype: str = "float32", weights: str | None = None,
                    iters: int | None = None, allow_random: bool = False) -> FlowEstimator:
     """Build the estimator registered under ``name`` (``"default"`` resolves first); ``dtype`` may be
-    ``auto`` (:func:`daflow_vfx.numerics.resolve_dtype`)."""
+    ``auto`` (:func:`daflow_vfx.devices.dtype_that_runs`)."""
     found = entry(name)
     if dtype == "auto":
-        from .devices import resolve_device
-        from .numerics import resolve_dtype
+        from .devices import dtype_that_runs
 
-        dtype = resolve_dtype(dtype, "cpu" if found.cpu_only else resolve_device(device))
+        dtype = dtype_that_runs(found.name, dtype, device)
     return found.load()(name=found.name, device=device, dtype=dtype, weights=weights, iters=iters,
                         allow_random=allow_random)
 

@@ -70,8 +70,8 @@ def test_a_built_estimator_keeps_its_own_precision_under_auto():
 def test_classical_models_record_float32_whatever_the_hardware(monkeypatch):
     """DIS never computes in bf16: an auto render with it records float32 on any machine, so a farm of
     mixed CPUs resumes its outputs instead of redoing them; a learned model records what ran."""
+    from daflow_vfx.devices import dtype_that_runs
     from daflow_vfx.engine import FlowEngine
-    from daflow_vfx.jobs.render import dtype_that_runs
 
     for present in (True, False):
         _cpu_bf16(monkeypatch, present)

@@ -82,22 +82,9 @@ def _check_sequence_headers(path: str, info, needed: list[int]) -> None:
                                  "one size")
 
 
-def dtype_that_runs(model: str, dtype: str, device: str) -> str:
-    """The precision ``model`` computes in for ``dtype`` on ``device``: what a render records, so a
-    resume on a machine where ``auto`` means another precision redoes the outputs. Classical models
-    always compute in float32 (a farm of mixed CPUs keeps their outputs)."""
-    from daflow_vfx.devices import device_for_model
-    from daflow_vfx.numerics import resolve_dtype
-    from daflow_vfx.registry import model_is_cpu_only
-
-    if model_is_cpu_only(model):
-        return "float32"
-    return resolve_dtype(dtype, device_for_model(model, device))
-
-
 def _stamp(job: RenderJob, plate, colorspace: str) -> RenderStamp:
     """What this render records in each header and what ``skip_existing`` compares (see :mod:`.resume`)."""
-    from daflow_vfx.devices import parse_memory_size
+    from daflow_vfx.devices import dtype_that_runs, parse_memory_size
     from daflow_vfx.estimators import DEFAULT_MODEL, resolve_default_model
 
     engine = job.engine
@@ -106,6 +93,7 @@ def _stamp(job: RenderJob, plate, colorspace: str) -> RenderStamp:
         "model": model,
         "weights": os.path.abspath(engine.weights) if engine.weights else None,
         "iters": engine.iters,
+        # the precision that runs (auto resolves per machine), so a resume elsewhere sees the difference
         "dtype": dtype_that_runs(model, engine.dtype, engine.device),
         "tile": engine.tile,
         "tilePad": engine.tile_pad,

@@ -91,10 +91,6 @@ def _subset(x: Tensor, rows: np.ndarray, fn) -> Tensor:
     return x.index_copy(0, sel, fn(x.index_select(0, sel), idx))
 
 
-def _to(a: np.ndarray, device: torch.device, dtype: torch.dtype = torch.float32) -> Tensor:
-    return upload(a, device, dtype)
-
-
 # --------------------------------------------------------------------------------------------- kernels
 def blur_kernels(kind: Tensor, size: Tensor, sigma_x: Tensor, sigma_y: Tensor, angle: Tensor, beta: Tensor,
                  omega: Tensor, side: int) -> Tensor:
@@ -219,9 +215,9 @@ def resize_rows(x: Tensor, size_in: np.ndarray, size_out: np.ndarray, modes: np.
     dev = x.device
     ratio = np.max(size_in / np.maximum(size_out, 1))
     taps = max(4, int(math.ceil(ratio)) + 2)  # an area footprint of r pixels touches ceil(r) + 1
-    m = _to(modes, dev, torch.long)
-    hin, win = _to(size_in[:, 0], dev, torch.long), _to(size_in[:, 1], dev, torch.long)
-    hout, wout = _to(size_out[:, 0], dev, torch.long), _to(size_out[:, 1], dev, torch.long)
+    m = upload(modes, dev, torch.long)
+    hin, win = upload(size_in[:, 0], dev, torch.long), upload(size_in[:, 1], dev, torch.long)
+    hout, wout = upload(size_out[:, 0], dev, torch.long), upload(size_out[:, 1], dev, torch.long)
     if np.array_equal(size_in, size_out) and tuple(x.shape[-2:]) == tuple(canvas):
         return x  # nothing changes size (OpenCV returns such frames untouched too)
     mat_w = _resize_matrix(win, wout, m, canvas[1], x.shape[3], taps)  # [N, Wc', Wc]
@@ -245,20 +241,20 @@ def _noise(x: Tensor, kinds: np.ndarray, grey: np.ndarray, level: np.ndarray, ge
 
     def gaussian(rows: Tensor, idx: np.ndarray) -> Tensor:
         n = torch.randn(rows.shape, generator=generator, device=dev, dtype=rows.dtype)
-        g = _to(grey[idx], dev, torch.bool).view(-1, 1, 1, 1)
+        g = upload(grey[idx], dev, torch.bool).view(-1, 1, 1, 1)
         n = torch.where(g, n[:, :1].expand_as(n), n)
-        return rows + n * _to(level[idx], dev).view(-1, 1, 1, 1)
+        return rows + n * upload(level[idx], dev).view(-1, 1, 1, 1)
 
     def poisson(rows: Tensor, idx: np.ndarray) -> Tensor:
         # A non-finite pixel would stop torch.poisson with a device-side assert (a dead run on CUDA);
         # the window generator drops such windows from the loss instead.
         base = torch.nan_to_num(rows, nan=0.0).clamp(0.0, 1.0)
-        g = _to(grey[idx], dev, torch.bool).view(-1, 1, 1, 1)
+        g = upload(grey[idx], dev, torch.bool).view(-1, 1, 1, 1)
         base = torch.where(g, (base * weights).sum(1, keepdim=True).expand_as(base), base)
         counts = torch.poisson(base * _POISSON_PEAK, generator=generator)
         n = counts / _POISSON_PEAK - base
         n = torch.where(g, n[:, :1].expand_as(n), n)
-        return rows + n * _to(level[idx], dev).view(-1, 1, 1, 1)
+        return rows + n * upload(level[idx], dev).view(-1, 1, 1, 1)
 
     x = _subset(x, kinds == 1, gaussian)
     return _subset(x, kinds == 2, poisson)
@@ -316,9 +312,10 @@ def _apply_blur(x: Tensor, rows: dict[str, np.ndarray]) -> Tensor:
     def run(sel: Tensor, idx: np.ndarray) -> Tensor:
         dev = sel.device
         side = int(rows["size"][idx].max()) | 1
-        k = blur_kernels(_to(rows["kind"][idx], dev, torch.long), _to(rows["size"][idx], dev),
-                         _to(rows["sx"][idx], dev), _to(rows["sy"][idx], dev), _to(rows["angle"][idx], dev),
-                         _to(rows["beta"][idx], dev), _to(rows["omega"][idx], dev), side)
+        k = blur_kernels(upload(rows["kind"][idx], dev, torch.long), upload(rows["size"][idx], dev),
+                         upload(rows["sx"][idx], dev), upload(rows["sy"][idx], dev),
+                         upload(rows["angle"][idx], dev), upload(rows["beta"][idx], dev),
+                         upload(rows["omega"][idx], dev), side)
         return _convolve(sel, k)
 
     return _subset(x, rows["kind"] != _NO_BLUR, run)
@@ -332,7 +329,7 @@ def _noise_rows(noises: Sequence, frames: int) -> tuple[np.ndarray, np.ndarray, 
 
 
 def _jpeg_rows(x: Tensor, qualities: np.ndarray) -> Tensor:
-    return jpeg_round_trip(x, _to(qualities, x.device))
+    return jpeg_round_trip(x, upload(qualities, x.device))
 
 
 def _codec_qp(params: DegradeParams) -> tuple[float, bool]:
@@ -365,7 +362,7 @@ def _degrade_concrete(x: Tensor, params: list[DegradeParams], line: np.ndarray, 
 
         def mblur(sel: Tensor, idx: np.ndarray) -> Tensor:
             pick = upload(idx, dev, torch.int64)
-            return motion_blur_rows(sel, motion.index_select(0, pick), _to(shutter[idx], dev))
+            return motion_blur_rows(sel, motion.index_select(0, pick), upload(shutter[idx], dev))
 
         rows = _subset(rows, blurred[per_row], mblur)
 
@@ -425,8 +422,8 @@ def _degrade_concrete(x: Tensor, params: list[DegradeParams], line: np.ndarray, 
 
         def codec(sel: Tensor, idx: np.ndarray) -> Tensor:
             fl = None if flows is None or f < 2 else flows.index_select(0, upload(idx, dev, torch.int64))
-            return compress_windows(sel, qp=_to(qp[idx], dev), deblock=_to(deblock[idx], dev, torch.bool),
-                                    flows_forward=fl)
+            return compress_windows(sel, qp=upload(qp[idx], dev),
+                                    deblock=upload(deblock[idx], dev, torch.bool), flows_forward=fl)
 
         out = _subset(out, coded, codec)
     return out

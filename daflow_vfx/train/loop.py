@@ -152,8 +152,7 @@ def train(
         nonlocal last_loss
         loss, train_epe = readback.values()
         last_loss = loss
-        rec = {**{k: rec[k] for k in ("stage", "step")}, "loss": round(loss, 5),
-               **{k: v for k, v in rec.items() if k not in ("stage", "step")}}
+        rec["loss"] = round(loss, 5)
         if train_epe is not None:
             rec["epe"] = round(train_epe, 4)
         logf.write(json.dumps(rec) + "\n")
@@ -211,6 +210,7 @@ def train(
                 rec: dict[str, Any] = {
                     "stage": stage,
                     "step": step,
+                    "loss": None,  # read back from the device when the record is written (emit)
                     "lr": opt.param_groups[0]["lr"],
                     "minutes": round((time.monotonic() - start) / 60, 2),
                 }

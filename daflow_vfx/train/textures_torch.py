@@ -128,10 +128,6 @@ def _normalise(x: Tensor, inside: Tensor) -> Tensor:
     return (x - lo) / (hi - lo).clamp_min(_EPS)
 
 
-def _t(a: np.ndarray, device: torch.device) -> Tensor:
-    return upload(a, device)
-
-
 # --------------------------------------------------------------------------------------------- procedural
 def fractal_noise(rng: np.random.Generator, generator: torch.Generator, extent: np.ndarray, h: int, w: int,
                   channels: int) -> Tensor:
@@ -155,13 +151,13 @@ def fractal_noise(rng: np.random.Generator, generator: torch.Generator, extent: 
         live = p[amp > 0].min()
         gh, gw = int(math.ceil((h - 1) / live)) + 2, int(math.ceil((w - 1) / live)) + 2
         lattice = torch.rand(n, channels, gh, gw, generator=generator, device=dev)
-        scale = _t(1.0 / p, dev).view(-1, 1, 1)
+        scale = upload(1.0 / p, dev).view(-1, 1, 1)
         gx = (xs * scale) * (2.0 / (gw - 1)) - 1.0
         gy = (ys * scale) * (2.0 / (gh - 1)) - 1.0
         grid = torch.stack(torch.broadcast_tensors(gx, gy), -1)  # [n, h, w, 2]
         sample = F.grid_sample(lattice, grid, mode="bicubic", padding_mode="border", align_corners=True)
-        out = out + sample * _t(amp, dev).view(-1, 1, 1, 1)
-    return _normalise(out, _inside(_t(extent, dev), h, w))
+        out = out + sample * upload(amp, dev).view(-1, 1, 1, 1)
+    return _normalise(out, _inside(upload(extent, dev), h, w))
 
 
 def colour_ramp(rng: np.random.Generator, scalar: Tensor) -> Tensor:
@@ -177,7 +173,7 @@ def colour_ramp(rng: np.random.Generator, scalar: Tensor) -> Tensor:
     pos = np.where(k >= last, 1.0, pos)
     cols = np.where((k > last)[..., None], np.take_along_axis(cols, last[..., None].repeat(3, -1), 1), cols)
     dev = scalar.device
-    p, c = _t(pos, dev), _t(cols, dev)  # [n, S], [n, S, 3]
+    p, c = upload(pos, dev), upload(cols, dev)  # [n, S], [n, S, 3]
     out = c[:, 0].view(n, 3, 1, 1).expand(n, 3, *scalar.shape[-2:])
     for s in range(_MAX_STOPS - 1):
         span = (p[:, s + 1] - p[:, s]).view(n, 1, 1, 1)
@@ -191,7 +187,7 @@ def _noise_texture(rng: np.random.Generator, gen: torch.Generator, extent: np.nd
     ramp = rng.random(extent.shape[0]) < 0.5
     grey = colour_ramp(rng, fractal_noise(rng, gen, extent, h, w, 1))
     colour = fractal_noise(rng, gen, extent, h, w, 3)
-    return torch.where(_t(ramp, grey.device).view(-1, 1, 1, 1) > 0, grey, colour)
+    return torch.where(upload(ramp, grey.device).view(-1, 1, 1, 1) > 0, grey, colour)
 
 
 def _stripes_texture(rng: np.random.Generator, gen: torch.Generator, extent: np.ndarray, h: int, w: int
@@ -200,7 +196,7 @@ def _stripes_texture(rng: np.random.Generator, gen: torch.Generator, extent: np.
     dev = gen.device
 
     def col(a: np.ndarray) -> Tensor:
-        return _t(a, dev).view(-1, 1, 1)
+        return upload(a, dev).view(-1, 1, 1)
 
     theta = rng.uniform(0, math.pi, n)
     period = rng.uniform(6.0, 40.0, n)  # px; shorter periods sit too close to Nyquist to resample faithfully
@@ -216,7 +212,7 @@ def _stripes_texture(rng: np.random.Generator, gen: torch.Generator, extent: np.
     cross = torch.sin(2 * math.pi * v / col(period * ratio) + col(phase2))
     wave = torch.where(col(checker.astype(np.float32)) > 0, wave * cross, wave)
     mix = (torch.clamp(wave * col(hardness), -1.0, 1.0) * 0.5 + 0.5)[:, None]  # sine .. near-square
-    cc = _t(colours, dev)
+    cc = upload(colours, dev)
     tex = cc[:, 0].view(n, 3, 1, 1) + (cc[:, 1] - cc[:, 0]).view(n, 3, 1, 1) * mix
     return tex * (0.75 + 0.25 * fractal_noise(rng, gen, extent, h, w, 1))
 
@@ -231,12 +227,12 @@ def _gradient_texture(rng: np.random.Generator, gen: torch.Generator, extent: np
     ys, xs = _grid(h, w, dev)
 
     def col(a: np.ndarray) -> Tensor:
-        return _t(a, dev).view(-1, 1, 1)
+        return upload(a, dev).view(-1, 1, 1)
 
     along = xs * col(np.cos(theta)) + ys * col(np.sin(theta))
     radial = torch.sqrt((xs - col(cx)) ** 2 + (ys - col(cy)) ** 2)
     t = torch.where(col(linear.astype(np.float32)) > 0, along, radial)[:, None]
-    inside = _inside(_t(extent, dev), h, w)
+    inside = _inside(upload(extent, dev), h, w)
     # gradients alone carry no texture
     t = _normalise(t, inside) + 0.35 * fractal_noise(rng, gen, extent, h, w, 1)
     return colour_ramp(rng, _normalise(t, inside))
@@ -260,7 +256,7 @@ def _shapes_texture(rng: np.random.Generator, gen: torch.Generator, extent: np.n
     length = np.abs(rng.normal(0, 2, (n, m))) * r
     ys, xs = _grid(h, w, dev)
     ys, xs = ys[:, None], xs[:, None]  # [1, 1, h, 1], [1, 1, 1, w]
-    cc = _t(colours, dev)  # [n, m + 1, 3]
+    cc = upload(colours, dev)  # [n, m + 1, 3]
     canvas = cc[:, 0].view(n, 3, 1, 1).expand(n, 3, h, w)
     # Shapes are drawn a chunk at a time ([n, chunk, h, w] per step instead of one small op per shape);
     # within a chunk, painting in order equals canvas * prod(1 - c) + sum_j colour_j c_j prod_{i>j}(1 - c_i).
@@ -268,7 +264,7 @@ def _shapes_texture(rng: np.random.Generator, gen: torch.Generator, extent: np.n
         hi = min(m, lo + _SHAPE_CHUNK)
 
         def col(a: np.ndarray, lo: int = lo, hi: int = hi) -> Tensor:
-            return _t(a[:, lo:hi], dev)[..., None, None]  # [n, chunk, 1, 1]
+            return upload(a[:, lo:hi], dev)[..., None, None]  # [n, chunk, 1, 1]
 
         c, s = col(np.cos(angle)), col(np.sin(angle))
         dx, dy = xs - col(cx), ys - col(cy)
@@ -308,7 +304,7 @@ def _photo_texture(rng: np.random.Generator, gen: torch.Generator, extent: np.nd
     ys, xs = _grid(h, w, dev)
 
     def col(a: np.ndarray) -> Tensor:
-        return _t(a, dev).view(-1, 1, 1)
+        return upload(a, dev).view(-1, 1, 1)
 
     xs = torch.where(col(flip.astype(np.float32)) > 0, col(extent[:, 1] - 1.0) - xs, xs)
     px = col(x0) + (xs + 0.5) * col(cw / extent[:, 1]) - 0.5  # pixel-area alignment, as cv2.resize
@@ -323,10 +319,10 @@ def _photo_texture(rng: np.random.Generator, gen: torch.Generator, extent: np.nd
     tint = hsv_colours(rng, (n,))
     balance = rng.uniform(0.7, 1.2, (n, 3))
     ramped = colour_ramp(rng, tex[:, :1])
-    tinted = tex * (_t(tint, dev).view(n, 3, 1, 1) * 0.6 + 0.4)
-    balanced = tex * _t(balance, dev).view(n, 3, 1, 1)
-    grey_out = torch.where(_t(ramp.astype(np.float32), dev).view(-1, 1, 1, 1) > 0, ramped, tinted)
-    return torch.where(_t(grey.astype(np.float32), dev).view(-1, 1, 1, 1) > 0, grey_out, balanced)
+    tinted = tex * (upload(tint, dev).view(n, 3, 1, 1) * 0.6 + 0.4)
+    balanced = tex * upload(balance, dev).view(n, 3, 1, 1)
+    grey_out = torch.where(upload(ramp.astype(np.float32), dev).view(-1, 1, 1, 1) > 0, ramped, tinted)
+    return torch.where(upload(grey.astype(np.float32), dev).view(-1, 1, 1, 1) > 0, grey_out, balanced)
 
 
 def random_textures(rng: np.random.Generator, generator: torch.Generator, extent: np.ndarray, h: int, w: int,
@@ -393,7 +389,7 @@ def shape_alpha(rng: np.random.Generator, sides: np.ndarray, size: int, device: 
     blob_norm = radius / harmonics.max(axis=1)
 
     def col(a: np.ndarray) -> Tensor:
-        return _t(a, device).view(-1, 1, 1)
+        return upload(a, device).view(-1, 1, 1)
 
     ys, xs = _grid(size, size, device)
     dx, dy = xs - col(centre), ys - col(centre)
@@ -430,5 +426,5 @@ def shape_alpha(rng: np.random.Generator, sides: np.ndarray, size: int, device: 
     blob = (rho - r_t) / torch.sqrt(1.0 + (dr_t / rho.clamp_min(_EPS)) ** 2)
     kk = col(kind.astype(np.float32))
     sd = torch.where(kk < 1, ellipse, torch.where(kk < 2, polygon, blob))
-    inside = _inside(_t(np.stack([sides, sides], 1), device), size, size)
+    inside = _inside(upload(np.stack([sides, sides], 1), device), size, size)
     return torch.clamp(0.5 - sd, 0.0, 1.0) * inside
