@@ -38,6 +38,10 @@ from daflow_vfx.vfx.correspondence import METHODS
               "frame-to-frame chaining (for comparison).")
 @click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=0.6, show_default=True,
               help="Match score under which a new keyframe is taken.")
+@click.option("--steady", type=float, default=32.0, show_default=True, metavar="PX",
+              help="Hold the paint steady with a local affine fit of the vectors over this radius (Gaussian "
+              "sigma, pixels): noise from grain and compression averages out. 0: the raw vectors (for "
+              "paint right at the edge of an object that moves differently).")
 @click.option("--start-frame", type=int, default=None,
               help="Plate frame number of a video's first frame (needed with a video plate).")
 @engine_options
@@ -47,7 +51,7 @@ from daflow_vfx.vfx.correspondence import METHODS
 @config_option
 @stops_cleanly_on_signals
 def command(input_path: str, paint: str, at: int, output: str, comp: bool, stmap: str | None,
-            frames: str | None, method: str, min_confidence: float, start_frame: int | None,
+            frames: str | None, method: str, min_confidence: float, steady: float, start_frame: int | None,
             engine: EngineOptions, input_colorspace: str, ocio_config: str | None, layer: str | None,
             compression: str, float32: bool) -> None:
     """Carry PAINT, made on frame --at of PLATE, along the surface to every frame.
@@ -60,7 +64,7 @@ def command(input_path: str, paint: str, at: int, output: str, comp: bool, stmap
 
     job = PropagateJob(
         input=input_path, paint=paint, at=at, output=output, comp=comp, stmap=stmap, frames=frames,
-        settings=TrackSettings(method=method, min_confidence=min_confidence),
+        settings=TrackSettings(method=method, min_confidence=min_confidence, steady=steady),
         input_colorspace=input_colorspace, ocio_config=ocio_config, layer=layer, start_frame=start_frame,
         half=not float32, compression=compression, engine=engine,
     )

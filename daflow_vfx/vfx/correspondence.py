@@ -36,6 +36,7 @@ import numpy as np
 
 from daflow_vfx.errors import UsageError
 from daflow_vfx.vfx.paint_maps import compose, fill_map, identity_map, inside, sample
+from daflow_vfx.vfx.surface_fit import steady_map
 
 __all__ = ["METHODS", "FrameMap", "PairFlow", "TrackSettings", "check_track_settings", "track"]
 
@@ -58,6 +59,8 @@ class TrackSettings:
     photo_tolerance: float = 0.1  # ceiling of the display-value difference (blurred) above which
     # visibility fades; each match uses 3x its median difference when that is lower (_photo_tolerance)
     edge: int = 1  # pixels the visible region is shrunk by: flow is least reliable at occlusion edges
+    steady: float = 32.0  # Gaussian sigma (pixels) of the local affine fit that steadies each match's map
+    # (surface_fit.steady_map); 0 keeps the raw flow
 
 
 def check_track_settings(settings: TrackSettings) -> TrackSettings:
@@ -72,6 +75,8 @@ def check_track_settings(settings: TrackSettings) -> TrackSettings:
                          param=("fb_tolerance", "photo_tolerance"))
     if settings.edge < 0:
         raise UsageError(f"`edge` {settings.edge} must be zero or more pixels", param="edge")
+    if not settings.steady >= 0:
+        raise UsageError(f"`steady` {settings.steady} must be zero (off) or more pixels", param="steady")
     return settings
 
 
@@ -137,7 +142,9 @@ def _match(image: np.ndarray, anchor: np.ndarray, guess: np.ndarray, pair: PairF
         size = 2 * settings.edge + 1
         valid = cv2.erode(valid, np.ones((size, size), np.uint8), borderType=cv2.BORDER_REPLICATE)
     score = float(valid[on].mean()) if on.any() else 0.0
-    return _Match(where=where.astype(np.float32), valid=valid, score=score)
+    # scored on the raw flow; the paint then follows the steadied map (noise averaged over the surface)
+    where = steady_map(where.astype(np.float32), valid, settings.steady)
+    return _Match(where=where, valid=valid, score=score)
 
 
 def _focus_holes(where: np.ndarray, alpha: np.ndarray, focus: np.ndarray | None) -> int:

@@ -60,7 +60,7 @@ def test_paint_comp_and_stmaps(tmp_path: Path, plate: str) -> None:
     assert outputs(comp) == ["c.1003.png"]
 
 
-@pytest.mark.parametrize("case", ["wrong size", "outside", "no alpha", "missing paint"])
+@pytest.mark.parametrize("case", ["wrong size", "outside", "no alpha", "missing paint", "negative steady"])
 def test_bad_input_gives_one_error_line_and_writes_nothing(tmp_path: Path, plate: str, case: str) -> None:
     if case == "wrong size":
         paint = _paint(tmp_path / "small.png", size=(16, 24))
@@ -72,10 +72,12 @@ def test_bad_input_gives_one_error_line_and_writes_nothing(tmp_path: Path, plate
         paint = _paint(tmp_path / "p.png")
     at = "999" if case == "outside" else "1001"
     out = tmp_path / "out"
+    extra = ["--steady", "-1"] if case == "negative steady" else []
     result = run(plate, "--paint", paint, "--at", at, "-o", str(out / "p.####.exr"),
-                 "--stmap", str(out / "st.####.exr"))
+                 "--stmap", str(out / "st.####.exr"), *extra)
     expected = {"wrong size": ["--paint", "16"], "outside": ["--at 999", "1001-1004"],
-                "no alpha": ["--paint", "alpha"], "missing paint": ["nothing.png"]}[case]
+                "no alpha": ["--paint", "alpha"], "missing paint": ["nothing.png"],
+                "negative steady": ["--steady"]}[case]
     assert_clean_failure(result, contains=expected, exit_code=1 if case == "missing paint" else 2)
     assert outputs(out) == []
 
