@@ -85,6 +85,10 @@ def local_affine(values: np.ndarray, weight: np.ndarray, sigma: float) -> np.nda
     normal[..., 2, 2] = syy - 2 * cy * sy + cy * cy * s0
     # a small ridge: a window with weight on a line only (or none) still solves, towards its mean
     normal += np.eye(3) * (1e-6 * (1.0 + s0))[..., None, None]
+    if step > 1:
+        # the cell centres at full size: each pixel's offset from the centre its coefficients belong to
+        ccx = cv2.resize(cx, (w, h), interpolation=cv2.INTER_LINEAR)
+        ccy = cv2.resize(cy, (w, h), interpolation=cv2.INTER_LINEAR)
     out = np.empty((h, w, values.shape[-1]))
     for c in range(values.shape[-1]):
         v = values[..., c].astype(np.float64)
@@ -96,8 +100,6 @@ def local_affine(values: np.ndarray, weight: np.ndarray, sigma: float) -> np.nda
             continue
         # each coefficient interpolated to full size, the affine evaluated at the pixel itself
         full = [cv2.resize(coef[..., i], (w, h), interpolation=cv2.INTER_LINEAR) for i in range(3)]
-        ccx = cv2.resize(cx, (w, h), interpolation=cv2.INTER_LINEAR)
-        ccy = cv2.resize(cy, (w, h), interpolation=cv2.INTER_LINEAR)
         out[..., c] = full[0] + full[1] * (xs - ccx) + full[2] * (ys - ccy)
     return out
 
@@ -110,9 +112,9 @@ def steady_map(where: np.ndarray, valid: np.ndarray, sigma: float, *, misfit: fl
     """
     if sigma <= 0 or not (valid > 0.5).any():
         return where
-    h, w = valid.shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    grid = np.stack([xs, ys], axis=-1)  # [H, W, 2]
+    from daflow_vfx.vfx.paint_maps import identity_map
+
+    grid = identity_map(*valid.shape).astype(np.float64)  # [H, W, 2]
     # fit the displacement, not the position: the same fit, with less to cancel
     fitted = local_affine(where - grid, valid, sigma) + grid  # [H, W, 2]
     residual = (where - fitted).astype(np.float32)  # [H, W, 2]
