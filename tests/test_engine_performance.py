@@ -149,17 +149,19 @@ def test_parse_memory_size_rejects_bad_values(text) -> None:
 
 
 @pytest.mark.parametrize("corr_impl", ["auto", "local"])
-@pytest.mark.parametrize("variant", ["gru", "convnext-capped", "cnn", "dis-prior"])
+@pytest.mark.parametrize("variant", ["gru", "convnext-capped", "cnn", "dis-prior", "dis-prior-device"])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_memory_formula_bounds_the_measured_peak(variant, corr_impl, dtype) -> None:
     """Measured (torch allocations while estimate() runs, plus the weights) <= formula; and in float32
     the formula is not so loose that it would tile needlessly (<= 3x; bf16 activations take half the
     bytes the formula counts)."""
     kw = {"gru": {}, "convnext-capped": {"cell": "convnext", "max_tokens": 8}, "cnn": {"backbone": False},
-          "dis-prior": {}}
+          "dis-prior": {}, "dis-prior-device": {}}
     estimator = _tiny(corr_impl=corr_impl, **kw[variant])
     if variant == "dis-prior":
         estimator.flow_init = "dis"
+    if variant == "dis-prior-device":
+        estimator.flow_init, estimator.prior_on_device = "dis", True
     estimator.dtype = getattr(torch, dtype)
     frames = np.random.default_rng(0).random((3, 96, 128, 3), dtype=np.float32)
     estimator.estimate(frames)  # warm-up: lazy initialisation is not working memory

@@ -34,6 +34,10 @@ from .daflow_memory import working_memory_bytes
 __all__ = ["DAFlowEstimator", "make_daflow", "use_channels_last", "working_memory_bytes"]
 
 DEFAULT_ITERS = 12
+# Whether CUDA runs compute the DIS prior on the device (model.dis) rather than with OpenCV on the host.
+# Off until a GPU run shows it faster than the host prior (tools/device/speed.sh times both): its
+# accuracy through daflow-compact is within 2 % of OpenCV's (docs/benchmarks.md), its speed unmeasured.
+PRIOR_ON_DEVICE_BY_DEFAULT = False
 _DTYPES = ("float32", "float16", "bfloat16")
 
 # The CNN parts of a DAFlow model that run in channels_last on CUDA (the VAE frontend of daflow-full
@@ -70,7 +74,9 @@ class DAFlowEstimator(FlowEstimator):
 
     ``compile`` wraps the CNN parts, the update block and the backbone with ``torch.compile`` (the
     first window of each new frame or tile size is slow while kernels compile). ``channels_last``
-    None means on for CUDA, off elsewhere.
+    None means on for CUDA, off elsewhere. ``prior_on_device`` (weights that refine a DIS prior):
+    compute that prior with :func:`daflow_vfx.model.dis.dis_flow` on the model's device instead of
+    OpenCV on the host; None follows ``PRIOR_ON_DEVICE_BY_DEFAULT`` on CUDA and is off elsewhere.
     """
 
     window = 3
@@ -91,6 +97,7 @@ class DAFlowEstimator(FlowEstimator):
         channels_last: bool | None = None,
         flow_init: str | None = None,
         overlap_prior: bool = False,
+        prior_on_device: bool | None = None,
     ) -> None:
         import torch
 
@@ -101,7 +108,6 @@ class DAFlowEstimator(FlowEstimator):
         self.name = name
         self.version = __version__
         self.weights_sha256 = weights_sha256
-        self.device = torch.device(device)
         self.dtype = getattr(torch, dtype)
         self.iters = iters
         self.corr_impl = corr_impl
@@ -109,8 +115,14 @@ class DAFlowEstimator(FlowEstimator):
         # "dis": the weights refine OpenCV DIS's flow, computed here at the boundary on the same frames
         self.flow_init = flow_init
         self._prior = None
-        self.overlap_prior = flow_init == "dis" and bool(overlap_prior)
-        if flow_init == "dis":
+        self.device = torch.device(device)
+        if prior_on_device is None:
+            prior_on_device = self.device.type == "cuda" and PRIOR_ON_DEVICE_BY_DEFAULT
+        # the DIS prior computed by model.dis on the device, from the frames already uploaded, instead of
+        # by OpenCV on the host (no host work beyond queuing kernels)
+        self.prior_on_device = flow_init == "dis" and bool(prior_on_device)
+        self.overlap_prior = flow_init == "dis" and not self.prior_on_device and bool(overlap_prior)
+        if flow_init == "dis" and not self.prior_on_device:
             from .classical import DISEstimator
 
             # Built once (OpenCV's DIS objects are reused for every window). overlap_prior: the
@@ -168,7 +180,7 @@ class DAFlowEstimator(FlowEstimator):
         return working_memory_bytes(
             self.model, frames=frames, height=height, width=width, corr_impl=self.corr_impl,
             low_precision=self.dtype != torch.float32, cuda=self.device.type == "cuda",
-            flow_init=self.flow_init,
+            flow_init=self.flow_init, prior_on_device=self.prior_on_device,
         )
 
     def estimate(self, frames: np.ndarray) -> WindowFlows:
@@ -207,8 +219,8 @@ class DAFlowEstimator(FlowEstimator):
             host = host.pin_memory()
         # [B, F, H, W, 3] -> x: [B, F, 3, H, W]; the permute keeps NHWC memory, which the encoders'
         # channels_last convolutions read without a copy
-        x = host.to(self.device, non_blocking=cuda).permute(0, 1, 4, 2, 3)
-        x = self.transform(x)
+        display = host.to(self.device, non_blocking=cuda).permute(0, 1, 4, 2, 3)
+        x = self.transform(display)
         low = dtype != torch.float32
         # Reduced precision through autocast (weights stay float32), so numerics-sensitive parts
         # such as the correlation look-up and softmax stay in float32.
@@ -219,7 +231,10 @@ class DAFlowEstimator(FlowEstimator):
 
         with ExitStack() as stack:
             init = None
-            if self._prior is not None:
+            if self.prior_on_device:
+                with torch.inference_mode():
+                    init = device_prior(display)
+            elif self._prior is not None:
                 if self.overlap_prior:
                     # The DIS solves run on a host thread while this thread queues the device's
                     # feature pass; the model asks for the prior only when refinement starts.
@@ -256,6 +271,22 @@ class DAFlowEstimator(FlowEstimator):
         return host.to(self.device, non_blocking=cuda).permute(0, 3, 1, 2)[None]
 
 
+def device_prior(x) -> Any:
+    """DIS's forward and backward flows of display-referred windows ``x`` [B, F, 3, H, W], computed on
+    their device by :func:`daflow_vfx.model.dis.dis_flow`: [B, P, 2, H, W] in the model's pair order
+    (every forward pair, then every backward pair)."""
+    import torch
+
+    from ..model.dis import dis_flow, gray_u8
+
+    b, f = x.shape[:2]
+    gray = gray_u8(x)  # [B, F, H, W]
+    first = torch.cat([gray[:, :-1], gray[:, 1:]], dim=1)  # [B, P, H, W]: forward pairs, then backward
+    second = torch.cat([gray[:, 1:], gray[:, :-1]], dim=1)
+    flow = dis_flow(first.flatten(0, 1), second.flatten(0, 1))  # [B*P, 2, H, W]
+    return flow.reshape(b, 2 * (f - 1), *flow.shape[1:])
+
+
 def _download(*tensors, cuda: bool) -> Callable[[], list[np.ndarray]]:
     """Device tensors to numpy, as a function that waits for them. On CUDA each is copied into pinned
     host memory without blocking and an event marks the end of the copies: the host is free to queue
@@ -290,6 +321,7 @@ def make_daflow(
     iters: int | None = None,
     allow_random: bool = False,
     compile: bool = False,
+    prior_on_device: bool | None = None,
 ) -> DAFlowEstimator:
     """The registry's factory for every DA-Flow variant: its network with its weights (see
     :func:`~daflow_vfx.model.weights.build_model`), behind the estimator contract."""
@@ -307,4 +339,5 @@ def make_daflow(
         dtype=dtype,
         iters=iters or entry.iters,
         compile=compile,
+        prior_on_device=prior_on_device,
     )

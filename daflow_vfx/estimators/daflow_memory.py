@@ -130,6 +130,7 @@ def working_memory_bytes(
     low_precision: bool = False,
     cuda: bool = False,
     flow_init: str | None = None,
+    prior_on_device: bool = False,
 ) -> int:
     """Conservative peak bytes of one DA-Flow window (``frames`` frames of ``height`` x ``width``
     pixels, multiples of the model's stride) through :meth:`DAFlowEstimator.estimate`.
@@ -152,12 +153,15 @@ def working_memory_bytes(
                   upsampling of flow and uncertainty
         output    the upsampled flow and uncertainty and the confidence computed from them: P*H*W*26
         prior     with ``flow_init="dis"``: the DIS flows on the host and the device, and the residual
-                  sum, P*H*W*2*3, plus one DIS solve (128 bytes per pixel)
+                  sum, P*H*W*2*3, plus one DIS solve (128 bytes per pixel); with ``prior_on_device``
+                  (:mod:`daflow_vfx.model.dis`, every pair at once) its working set instead of the
+                  solve, 80 bytes per pixel and pair (67-70 measured on 128x96 to 512x384 frames),
+                  freed before the features are extracted, so it enters the max below
 
-    total = (weights + inputs + prior + max(extract, refine, output)) * 1.25 [+ 256 MiB workspace on
-    CUDA]. Attention is assumed fused (no tokens x tokens matrix): a backend that falls back to the
-    unfused kernel needs more, which the engine's out-of-memory retry catches. The CPU peak of torch
-    allocations, measured with the profiler, stays below this and within 3x of it in float32
+    total = (weights + inputs + prior + max(extract, refine, output[, prior work])) * 1.25 [+ 256 MiB
+    workspace on CUDA]. Attention is assumed fused (no tokens x tokens matrix): a backend that falls
+    back to the unfused kernel needs more, which the engine's out-of-memory retry catches. The CPU peak
+    of torch allocations, measured with the profiler, stays below this and within 3x of it in float32
     (``tests/test_engine_performance.py``).
     """
     n = int(frames)
@@ -217,9 +221,17 @@ def working_memory_bytes(
               + max(lookup + pairs * p8 * per_iter, pairs * p8 * upsample))
 
     output = pairs * pixels * (5 + 21 + (5 if low_precision else 0))
-    prior = 0 if flow_init is None else pairs * pixels * 2 * 3 + pixels * 128 // _F32
+    # the device DIS's working set is freed before the features are extracted: it peaks alone
+    prior_work = 0
+    if flow_init is None:
+        prior = 0
+    elif prior_on_device:
+        prior = pairs * pixels * 2 * 3
+        prior_work = pairs * pixels * 80 // _F32
+    else:
+        prior = pairs * pixels * 2 * 3 + pixels * 128 // _F32
 
-    total = weights + _F32 * (inputs + prior + max(extract, refine, output))
+    total = weights + _F32 * (inputs + prior + max(extract, refine, output, prior_work))
     total = int(math.ceil(total * MEMORY_SAFETY))
     if cuda:
         total += CUDA_WORKSPACE

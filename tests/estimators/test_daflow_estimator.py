@@ -167,3 +167,30 @@ def test_flow_init_comes_from_the_weights_metadata(tmp_path):
     save_weights(tiny_daflow(backbone=False), path, metadata={"flow_init": "magic"})
     with pytest.raises(WeightsError, match="unknown flow_init 'magic'"):
         flow_init_of(entry, path)
+
+
+def test_prior_on_the_device_is_refined_like_the_host_prior():
+    # prior_on_device: model.dis computes the prior from the uploaded frames instead of OpenCV on the
+    # host. With an update block that never moves the flow, the output is that prior, which follows
+    # OpenCV's closely; on the CPU the host prior stays the default.
+    from daflow_vfx.estimators.classical import DISEstimator
+    from daflow_vfx.model.dis import dis_flow, gray_u8
+
+    def build(on_device):
+        torch.manual_seed(0)
+        return DAFlowEstimator(model=_silenced(tiny_daflow()), transform=REGISTRY["daflow-compact"].transform,
+                               name="daflow-tiny", weights_sha256=None, iters=2, flow_init="dis",
+                               prior_on_device=on_device)
+
+    assert not build(None).prior_on_device and build(None)._prior is not None
+    est = build(True)
+    assert est.prior_on_device and est._prior is None
+    frames = _frames(3, 48, 64, seed=3) * 0.2 + np.linspace(0, 0.8, 64, dtype=np.float32)[:, None]
+    got = est.estimate(frames)
+    gray = gray_u8(torch.from_numpy(frames).permute(0, 3, 1, 2))  # [3, H, W]
+    want_fwd = dis_flow(gray[:2], gray[1:]).permute(0, 2, 3, 1).numpy()
+    want_bwd = dis_flow(gray[1:], gray[:2]).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(got.forward, want_fwd, atol=1e-4)
+    np.testing.assert_allclose(got.backward, want_bwd, atol=1e-4)
+    host = DISEstimator().estimate(frames)
+    assert np.abs(got.forward - host.forward).mean() < 0.2

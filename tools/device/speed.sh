@@ -4,8 +4,9 @@
 #   device run: bash tools/device/speed.sh   with carry [".whl"], timeout_s 240
 # It times daflow-compact (DIS prior) and daflow-compact-noprior, model only (forward and backward flow
 # of a 3-frame window, 4 iterations as render runs), in float32 and bf16 at 1080p and 4K, with peak GPU
-# memory, then the prior-free model with its refinement iteration compiled (CUDA graphs), and writes
-# bench_speed_cuda.md and bench_speed_cuda_compiled.md into $OUT. End-to-end renders are left out: they
+# memory, then the prior-free model with its refinement iteration compiled (CUDA graphs), then
+# daflow-compact with its DIS prior on the device against the host, and writes bench_speed_cuda.md,
+# bench_speed_cuda_compiled.md and bench_speed_cuda_prior.md into $OUT. End-to-end renders are left out: they
 # need OpenImageIO or PyAV, which the device lacks and the tree that travels has no room for
 # (DEVELOPERS.md, tree size). DEVICE=cpu SIZES=64x48 runs the same steps here, as a check of the script.
 set -euo pipefail
@@ -20,7 +21,7 @@ else
 fi
 export PYTHONUNBUFFERED=1 DAFLOW_SPEED_OUT="$out" DAFLOW_SPEED_DEVICE="$device" DAFLOW_SPEED_SIZES="$sizes"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
-exec timeout 220 python3 - <<'PY'
+exec timeout 230 python3 - <<'PY'
 import os
 import time
 
@@ -71,6 +72,60 @@ for compiled in (False, True):
                      f"{str(exc).splitlines()[0][:200] if str(exc) else ''} |")
     print(lines[-1], flush=True)
 with open(f"{out}/bench_speed_cuda_compiled.md", "w") as f:
+    f.write("\n".join(lines) + "\n")
+
+# The DIS prior on the device (model.dis) against OpenCV's on the host (issue #21, item 1), at the first
+# size: daflow-compact windows with each, then dis_flow alone on a window's 4 pairs, K=16 (the default)
+# and K=1 steps per propagation pass. The device prior becomes the CUDA default only if its window is
+# faster than the host prior's (its accuracy is within 2 % of OpenCV's prior: docs/benchmarks.md).
+import torch
+
+from daflow_vfx.devices import dtype_that_runs
+from daflow_vfx.estimators.daflow import make_daflow
+from daflow_vfx.model.dis import dis_flow
+
+
+def timed(fn, *, warm=1, reps=3):
+    for _ in range(warm):
+        fn()
+    times = []
+    for _ in range(reps):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+lines = [f"DIS prior on the device vs OpenCV on the host: {w}x{h}, {device}; daflow-compact windows (3 frames, "
+         "4 iterations, --dtype auto) and dis_flow alone on 4 pairs; seconds, median of 3 after a warm-up.", "",
+         "| what | s | pairs/s |", "|---|---|---|"]
+for on_device in (False, True):
+    if time.monotonic() - started > 170:
+        lines.append(f"| window, prior on {'device' if on_device else 'host'} | - | - (out of time) |")
+        continue
+    try:
+        est = make_daflow(name="daflow-compact", device=device, iters=4, prior_on_device=on_device,
+                          dtype=dtype_that_runs("daflow-compact", "auto", device))
+        engine = FlowEngine(est, device=device, dtype="auto")
+        s = timed(lambda: engine.estimate_window(window))
+        lines.append(f"| window, prior on {'device' if on_device else 'host'} | {s:.3f} | {2 / s:.2f} |")
+    except Exception as exc:  # noqa: BLE001 - a failure is a finding: it goes into the table
+        lines.append(f"| window, prior on {'device' if on_device else 'host'} | - | failed: "
+                     f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''} |")
+    print(lines[-1], flush=True)
+gray = torch.rand(4, h, w, device=device).mul_(255).round_()
+for groups in (16, 1):
+    if time.monotonic() - started > 190:
+        lines.append(f"| dis_flow K={groups} | - | - (out of time) |")
+        continue
+    s = timed(lambda: dis_flow(gray, gray.roll(3, 2), groups=groups))
+    lines.append(f"| dis_flow K={groups}, 4 pairs | {s:.3f} | {4 / s:.2f} |")
+    print(lines[-1], flush=True)
+with open(f"{out}/bench_speed_cuda_prior.md", "w") as f:
     f.write("\n".join(lines) + "\n")
 print(f"all took {time.monotonic() - started:.0f} s", flush=True)
 PY
