@@ -134,6 +134,11 @@ def _bilinear(img: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tens
             + a * ((1 - b) * at(w) + b * at(w + 1)))
 
 
+def _mean_normalised_ssd(d: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
+    """Residuals [N, L, n] and their sums [N, L] -> SSD after removing each patch's mean: [N, L]."""
+    return (d * d).sum(-1) - sd * sd / d.shape[-1]
+
+
 class _PatchSearch:
     """The patch grid of one pyramid level and the cost of a flow per patch."""
 
@@ -180,8 +185,7 @@ class _PatchSearch:
     def cost(self, flow: torch.Tensor) -> torch.Tensor:
         """Mean-normalised SSD per patch: [N, L]."""
         d = self.residual(flow)
-        n = d.shape[-1]
-        return (d * d).sum(-1) - d.sum(-1) ** 2 / n
+        return _mean_normalised_ssd(d, d.sum(-1))
 
     def descend(self, flow: torch.Tensor, iters: int) -> torch.Tensor:
         """Inverse-compositional Gauss-Newton on every patch at once, stopping each patch as OpenCV does
@@ -194,7 +198,7 @@ class _PatchSearch:
             d = self.residual(cur)  # [N, L, ps*ps]
             n = d.shape[-1]
             sd = d.sum(-1)
-            ssd = (d * d).sum(-1) - sd * sd / n
+            ssd = _mean_normalised_ssd(d, sd)
             gx = (d * self.gx).sum(-1) - sd * self.sx / n
             gy = (d * self.gy).sum(-1) - sd * self.sy / n
             step = torch.stack([i11 * gx + i12 * gy, i12 * gx + i22 * gy], dim=-1)  # [N, L, 2]

@@ -42,9 +42,27 @@ print(f"model-only rows took {time.monotonic() - started:.0f} s", flush=True)
 # The refinement iteration compiled (CUDA graphs on CUDA) against eager, the prior-free model in bf16 at
 # the first size: the engine's own path, timed per window after warm-up calls (the first compiles).
 import numpy as np
+import torch
 
 from daflow_vfx.engine import FlowEngine
 from daflow_vfx.numerics import fixed_window
+
+
+def timed(fn, *, warm=1, reps=3):
+    """Median seconds of ``reps`` calls of ``fn`` after ``warm`` warm-up calls (the first compiles)."""
+    for _ in range(warm):
+        fn()
+    times = []
+    for _ in range(reps):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
 
 w, h = sizes[0]
 window = fixed_window(frames=3, height=h, width=w)
@@ -58,14 +76,7 @@ for compiled in (False, True):
     try:
         engine = FlowEngine("daflow-compact-noprior", device=device, dtype="auto", iters=4,
                             compile_refinement=compiled)
-        for _ in range(2):
-            engine.estimate_window(window)
-        times = []
-        for _ in range(3):
-            t = time.perf_counter()
-            engine.estimate_window(window)
-            times.append(time.perf_counter() - t)
-        s = float(np.median(times))
+        s = timed(lambda: engine.estimate_window(window), warm=2)
         lines.append(f"| {'compiled' if compiled else 'eager'} | {engine.dtype} | {s:.3f} | {2 / s:.2f} |")
     except Exception as exc:  # noqa: BLE001 - a failure is a finding: it goes into the table
         lines.append(f"| {'compiled' if compiled else 'eager'} | - | - | failed: {type(exc).__name__}: "
@@ -78,26 +89,10 @@ with open(f"{out}/bench_speed_cuda_compiled.md", "w") as f:
 # size: daflow-compact windows with each, then dis_flow alone on a window's 4 pairs, K=16 (the default)
 # and K=1 steps per propagation pass. The device prior becomes the CUDA default only if its window is
 # faster than the host prior's (its accuracy is within 2 % of OpenCV's prior: docs/benchmarks.md).
-import torch
-
 from daflow_vfx.devices import dtype_that_runs
 from daflow_vfx.estimators.daflow import make_daflow
 from daflow_vfx.model.dis import dis_flow
 
-
-def timed(fn, *, warm=1, reps=3):
-    for _ in range(warm):
-        fn()
-    times = []
-    for _ in range(reps):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 lines = [f"DIS prior on the device vs OpenCV on the host: {w}x{h}, {device}; daflow-compact windows (3 frames, "
